@@ -1,0 +1,330 @@
+//! Group commit: one writer thread applies many requests' writes as one sled transaction,
+//! then flushes once and answers them all.
+//!
+//! Requests queue on a bounded channel while the previous group is being flushed, so the
+//! busier the service, the more requests share one fsync. A single writer also makes
+//! deduplication race-free: the check and the insert of a dedup key happen in one
+//! transaction that nothing else writes to concurrently. (`flush_async` is not used: under
+//! concurrency it can deadlock in sled 0.34.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::{mpsc, oneshot};
+
+use super::keys::{self, KindCounts, Resolution};
+use super::{IdGenerator, StoreError, StoreOptions, Trees};
+use crate::event::{EventId, EventKind};
+use crate::telemetry::names;
+
+/// Requests waiting for the writer before senders have to wait.
+const QUEUE_DEPTH: usize = 4096;
+/// Most events applied in one transaction, to bound its memory.
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+/// One normalized event, serialized off the writer thread.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    /// Deduplication digest (see `ingest::dedup_key`).
+    pub dedup: [u8; 16],
+    /// Kind, for the recipient index and the stats.
+    pub kind: EventKind,
+    /// Bare recipient address.
+    pub recipient: String,
+    /// Minute (since the epoch) the event was received in, for the stats.
+    pub received_minute: u64,
+    /// The event as stored: JSON without its id.
+    pub json: Vec<u8>,
+}
+
+/// Everything one request writes.
+#[derive(Debug, Clone, Default)]
+pub struct IngestBatch {
+    /// Source the events were posted to.
+    pub source: String,
+    /// Events to store unless already stored.
+    pub events: Vec<PreparedEvent>,
+    /// Quarantine entries, serialized.
+    pub quarantine: Vec<Vec<u8>>,
+}
+
+/// What became of one prepared event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Newly stored under this id.
+    New(EventId),
+    /// Already stored under this id (a retry); nothing was written.
+    Duplicate(EventId),
+}
+
+/// What became of one request's writes.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOutcome {
+    /// One entry per prepared event, in request order.
+    pub events: Vec<Stored>,
+    /// Ids of new quarantine entries.
+    pub quarantined: Vec<EventId>,
+}
+
+impl IngestOutcome {
+    /// Returns the ids of newly stored events.
+    pub fn accepted(&self) -> impl Iterator<Item = EventId> + '_ {
+        self.events.iter().filter_map(|stored| match stored {
+            Stored::New(id) => Some(*id),
+            Stored::Duplicate(_) => None,
+        })
+    }
+
+    /// Returns how many events were already stored.
+    pub fn duplicate_count(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|stored| matches!(stored, Stored::Duplicate(_)))
+            .count()
+    }
+}
+
+enum Job {
+    Ingest {
+        batch: IngestBatch,
+        reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// The sending side of the writer; owned by the store.
+pub(crate) struct Writer {
+    sender: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    flushes: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Starts the writer thread.
+    pub(crate) fn start(
+        db: sled::Db,
+        trees: Trees,
+        ids: Arc<IdGenerator>,
+        options: &StoreOptions,
+    ) -> Result<Writer, StoreError> {
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let flushes = Arc::new(AtomicU64::new(0));
+        let state = WriterThread {
+            db,
+            trees,
+            ids,
+            max_group: options.max_group.max(1),
+            flushes: flushes.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("mailwarden-writer".into())
+            .spawn(move || state.run(receiver))
+            .map_err(|error| StoreError::Commit(format!("cannot start writer: {error}")))?;
+        Ok(Writer {
+            sender: Some(sender),
+            thread: Some(thread),
+            flushes,
+        })
+    }
+
+    pub(crate) async fn commit(&self, batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        sender
+            .send(Job::Ingest { batch, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        sender
+            .send(Job::Flush { reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(crate) fn flush_blocking(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        sender
+            .blocking_send(Job::Flush { reply })
+            .map_err(|_| StoreError::Closed)?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    pub(crate) fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Lets the writer finish what is queued, then waits for its thread to end.
+    pub(crate) fn stop(&mut self) {
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("writer thread panicked");
+            }
+        }
+    }
+}
+
+struct WriterThread {
+    db: sled::Db,
+    trees: Trees,
+    ids: Arc<IdGenerator>,
+    max_group: usize,
+    flushes: Arc<AtomicU64>,
+}
+
+impl WriterThread {
+    fn run(self, mut receiver: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(self.max_group);
+        while let Some(first) = receiver.blocking_recv() {
+            let mut events = job_events(&first);
+            jobs.push(first);
+            while jobs.len() < self.max_group && events < MAX_GROUP_EVENTS {
+                match receiver.try_recv() {
+                    Ok(job) => {
+                        events += job_events(&job);
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(&mut jobs);
+        }
+    }
+
+    fn commit_group(&self, jobs: &mut Vec<Job>) {
+        let batches: Vec<&IngestBatch> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::Ingest { batch, .. } => Some(batch),
+                Job::Flush { .. } => None,
+            })
+            .collect();
+        let applied = if batches.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.apply(&batches)
+        };
+        let started = Instant::now();
+        let flushed = self.db.flush().map(drop).map_err(|error| error.to_string());
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(names::STORE_FLUSHES).increment(1);
+        metrics::histogram!(names::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(names::STORE_GROUP_REQUESTS).record(jobs.len() as f64);
+        if let Err(error) = &flushed {
+            tracing::error!(%error, "flush failed");
+        }
+        let mut outcomes = match applied {
+            Ok(outcomes) => Ok(outcomes.into_iter()),
+            Err(error) => {
+                tracing::error!(%error, requests = batches.len(), "group commit failed");
+                Err(error)
+            }
+        };
+        for job in jobs.drain(..) {
+            match job {
+                Job::Ingest { reply, .. } => {
+                    let result = match (&mut outcomes, &flushed) {
+                        (Ok(outcomes), Ok(())) => outcomes
+                            .next()
+                            .ok_or_else(|| StoreError::Commit("missing outcome".into())),
+                        (Err(error), _) | (_, Err(error)) => Err(StoreError::Commit(error.clone())),
+                    };
+                    // A requester that went away (client disconnected) needs no answer.
+                    let _ = reply.send(result);
+                }
+                Job::Flush { reply } => {
+                    let _ = reply.send(flushed.clone().map_err(StoreError::Commit));
+                }
+            }
+        }
+    }
+
+    /// Applies every batch in one transaction; returns one outcome per batch.
+    fn apply(&self, batches: &[&IngestBatch]) -> Result<Vec<IngestOutcome>, String> {
+        let t = &self.trees;
+        let trees = (
+            &t.events,
+            &t.by_recipient,
+            &t.dedup,
+            &t.pending,
+            &t.quarantine,
+            &t.stats,
+        );
+        let result = trees.transaction(|(events, by_recipient, dedup, pending, quarantine, stats)| {
+            let mut outcomes = Vec::with_capacity(batches.len());
+            let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
+            for batch in batches {
+                let mut outcome = IngestOutcome::default();
+                for event in &batch.events {
+                    if let Some(existing) = dedup.get(event.dedup)? {
+                        let id = EventId::from_be_slice(&existing).ok_or_else(|| {
+                            ConflictableTransactionError::Abort("corrupt dedup entry".to_owned())
+                        })?;
+                        outcome.events.push(Stored::Duplicate(id));
+                        continue;
+                    }
+                    let id = self.ids.next();
+                    let id_key = id.to_be_bytes();
+                    events.insert(&id_key, event.json.as_slice())?;
+                    dedup.insert(&event.dedup, &id_key)?;
+                    by_recipient.insert(
+                        keys::recipient_key(&event.recipient, id),
+                        &[event.kind.code()],
+                    )?;
+                    pending.insert(&id_key, &[])?;
+                    for resolution in Resolution::ALL {
+                        let bucket = resolution.bucket(event.received_minute);
+                        let slot = counts
+                            .entry((resolution, bucket, batch.source.as_str()))
+                            .or_insert([0; EventKind::ALL.len()]);
+                        slot[event.kind.index()] += 1;
+                    }
+                    outcome.events.push(Stored::New(id));
+                }
+                for entry in &batch.quarantine {
+                    let id = self.ids.next();
+                    quarantine.insert(&id.to_be_bytes(), entry.as_slice())?;
+                    outcome.quarantined.push(id);
+                }
+                outcomes.push(outcome);
+            }
+            for ((resolution, bucket, source), added) in counts {
+                let key = keys::stats_key(resolution, bucket, source);
+                let mut total = stats
+                    .get(&key)?
+                    .map(|value| keys::decode_counts(&value))
+                    .unwrap_or([0; EventKind::ALL.len()]);
+                for (sum, add) in total.iter_mut().zip(added) {
+                    *sum += add;
+                }
+                stats.insert(key, keys::encode_counts(&total))?;
+            }
+            Ok(outcomes)
+        });
+        result.map_err(|error| match error {
+            TransactionError::Abort(reason) => reason,
+            TransactionError::Storage(error) => error.to_string(),
+        })
+    }
+}
+
+fn job_events(job: &Job) -> usize {
+    match job {
+        Job::Ingest { batch, .. } => batch.events.len() + batch.quarantine.len(),
+        Job::Flush { .. } => 0,
+    }
+}

@@ -1,0 +1,159 @@
+//! Every sled tree mailwarden keeps, and how its keys and values are laid out.
+//!
+//! Integers in keys are big-endian so that sled's bytewise order is numeric order.
+//! Ids ([`EventId`]) are time-ordered, so a key range over ids is a time range.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `events` | event id | event JSON, without its id |
+//! | `by_recipient` | recipient, `0x00`, event id | kind code (1 byte) |
+//! | `dedup` | 16-byte digest of source, kind, recipient and event identity | event id |
+//! | `pending` | event id | empty: waiting for the rules |
+//! | `bodies` | body id | header length (u32), header JSON, request body |
+//! | `quarantine` | entry id | quarantine JSON |
+//! | `stats` | resolution (1 byte), bucket start in minutes (u64), source | 14 × u64 counts, one per kind |
+//! | `meta` | name | value |
+
+use crate::event::{EventId, EventKind};
+
+/// Normalized events.
+pub const EVENTS: &str = "events";
+/// Index of events by recipient.
+pub const BY_RECIPIENT: &str = "by_recipient";
+/// Deduplication keys of accepted events.
+pub const DEDUP: &str = "dedup";
+/// Events stored but not yet evaluated by the rules.
+pub const PENDING: &str = "pending";
+/// Raw request bodies as received.
+pub const BODIES: &str = "bodies";
+/// Bodies and elements that could not be normalized.
+pub const QUARANTINE: &str = "quarantine";
+/// Event counts per time bucket, source and kind.
+pub const STATS: &str = "stats";
+/// Store-wide settings such as the schema version.
+pub const META: &str = "meta";
+
+/// Key in [`META`] holding the schema version.
+pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+/// Schema version written by this build.
+pub const SCHEMA_VERSION: &[u8] = b"1";
+
+/// Separator between the recipient and the id in [`BY_RECIPIENT`] keys. Addresses never
+/// contain it (control characters are refused by `EmailAddress::parse`).
+const RECIPIENT_SEPARATOR: u8 = 0;
+
+/// Returns the [`BY_RECIPIENT`] key of one event.
+pub fn recipient_key(recipient: &str, id: EventId) -> Vec<u8> {
+    let mut key = recipient_prefix(recipient);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// Returns the prefix shared by every [`BY_RECIPIENT`] key of `recipient`.
+pub fn recipient_prefix(recipient: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(recipient.len() + 9);
+    key.extend_from_slice(recipient.as_bytes());
+    key.push(RECIPIENT_SEPARATOR);
+    key
+}
+
+/// Returns the event id at the end of a [`BY_RECIPIENT`] key.
+pub fn id_from_recipient_key(key: &[u8]) -> Option<EventId> {
+    EventId::from_be_slice(key.get(key.len().checked_sub(8)?..)?)
+}
+
+/// Time resolution of a [`STATS`] bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Resolution {
+    /// One-minute buckets.
+    Minute = 1,
+    /// One-hour buckets.
+    Hour = 2,
+    /// One-day buckets (UTC days).
+    Day = 3,
+}
+
+impl Resolution {
+    /// Every resolution, finest first.
+    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+    /// Returns the bucket length in minutes.
+    pub fn minutes(self) -> u64 {
+        match self {
+            Resolution::Minute => 1,
+            Resolution::Hour => 60,
+            Resolution::Day => 24 * 60,
+        }
+    }
+
+    /// Returns the start of the bucket holding `minute`.
+    pub fn bucket(self, minute: u64) -> u64 {
+        minute - minute % self.minutes()
+    }
+}
+
+/// Returns the [`STATS`] key of one bucket of one source.
+pub fn stats_key(resolution: Resolution, bucket_start: u64, source: &str) -> Vec<u8> {
+    let mut key = stats_prefix(resolution, bucket_start);
+    key.extend_from_slice(source.as_bytes());
+    key
+}
+
+/// Returns the prefix of every source's key for one bucket.
+pub fn stats_prefix(resolution: Resolution, bucket_start: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + 32);
+    key.push(resolution as u8);
+    key.extend_from_slice(&bucket_start.to_be_bytes());
+    key
+}
+
+/// Splits a [`STATS`] key into its bucket start and source.
+pub fn parse_stats_key(key: &[u8]) -> Option<(u64, &str)> {
+    let start = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    let source = std::str::from_utf8(key.get(9..)?).ok()?;
+    Some((start, source))
+}
+
+/// Per-kind counts of one stats bucket.
+pub type KindCounts = [u64; EventKind::ALL.len()];
+
+/// Encodes bucket counts as a stats value.
+pub fn encode_counts(counts: &KindCounts) -> Vec<u8> {
+    counts.iter().flat_map(|count| count.to_be_bytes()).collect()
+}
+
+/// Decodes a stats value; missing trailing kinds count zero.
+pub fn decode_counts(bytes: &[u8]) -> KindCounts {
+    let mut counts = [0; EventKind::ALL.len()];
+    for (slot, chunk) in counts.iter_mut().zip(bytes.chunks_exact(8)) {
+        *slot = u64::from_be_bytes(chunk.try_into().expect("chunks_exact yields 8 bytes"));
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipient_keys_sort_by_recipient_then_time() {
+        let a1 = recipient_key("a@x.com", EventId(1));
+        let a2 = recipient_key("a@x.com", EventId(256));
+        let ab = recipient_key("a@x.com.br", EventId(0));
+        assert!(a1 < a2);
+        assert!(a2 < ab, "a prefix address must not interleave with a longer one");
+        assert!(a1.starts_with(&recipient_prefix("a@x.com")));
+        assert!(!ab.starts_with(&recipient_prefix("a@x.com")));
+        assert_eq!(id_from_recipient_key(&a2), Some(EventId(256)));
+    }
+
+    #[test]
+    fn stats_keys_round_trip() {
+        let key = stats_key(Resolution::Hour, Resolution::Hour.bucket(125), "sendpulse");
+        assert_eq!(parse_stats_key(&key), Some((120, "sendpulse")));
+        let mut counts = [0; EventKind::ALL.len()];
+        counts[EventKind::Bounce.index()] = 7;
+        assert_eq!(decode_counts(&encode_counts(&counts)), counts);
+    }
+}

@@ -1,0 +1,247 @@
+//! Durable storage on sled: the only module that touches the database.
+//!
+//! [`Store`] owns the sled handle, its trees (laid out in [`keys`]), the id generator and
+//! the group-commit writer ([`commit`]). Ingestion goes through the writer, which applies
+//! each group of requests as one transaction and then flushes once, so an acknowledgement
+//! always means "on disk" without paying one fsync per request. Reads go straight to sled.
+
+pub mod bodies;
+pub mod commit;
+pub mod events;
+pub mod keys;
+pub mod quarantine;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::Timestamp;
+
+use crate::event::{EventId, ID_SEQUENCE_BITS};
+pub use commit::{IngestBatch, IngestOutcome, PreparedEvent, Stored};
+pub use events::{EventPage, EventQuery};
+pub use quarantine::QuarantineEntry;
+
+/// Errors from the store. Every variant is a server-side problem, never the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an I/O or corruption error.
+    #[error("storage failure: {0}")]
+    Sled(#[from] sled::Error),
+    /// A group commit failed; every request in the group gets this.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// A stored record could not be decoded.
+    #[error("stored record in `{tree}` is unreadable: {reason}")]
+    Corrupt {
+        /// Tree holding the record.
+        tree: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The writer thread has stopped (shutdown in progress).
+    #[error("the store is shutting down")]
+    Closed,
+    /// The data directory is locked by another process.
+    #[error("data directory {0} is in use by another mailwarden process")]
+    Locked(PathBuf),
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Upper bound of sled's page cache, in bytes.
+    pub cache_capacity: u64,
+    /// Most requests applied and flushed together by the writer.
+    pub max_group: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity: 64 * 1024 * 1024,
+            max_group: 512,
+        }
+    }
+}
+
+/// The trees of the database, opened once.
+#[derive(Clone)]
+pub(crate) struct Trees {
+    pub(crate) events: sled::Tree,
+    pub(crate) by_recipient: sled::Tree,
+    pub(crate) dedup: sled::Tree,
+    pub(crate) pending: sled::Tree,
+    pub(crate) bodies: sled::Tree,
+    pub(crate) quarantine: sled::Tree,
+    pub(crate) stats: sled::Tree,
+}
+
+/// Handle to the store; cheap to clone, shared by every part of the service.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    trees: Trees,
+    ids: Arc<IdGenerator>,
+    writer: commit::Writer,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` and starts its writer thread.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|error| match error {
+                // sled reports a held file lock only through this message.
+                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(path.to_owned())
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let meta = db.open_tree(keys::META)?;
+        if meta.get(keys::META_SCHEMA_VERSION)?.is_none() {
+            meta.insert(keys::META_SCHEMA_VERSION, keys::SCHEMA_VERSION)?;
+        }
+        let trees = Trees {
+            events: db.open_tree(keys::EVENTS)?,
+            by_recipient: db.open_tree(keys::BY_RECIPIENT)?,
+            dedup: db.open_tree(keys::DEDUP)?,
+            pending: db.open_tree(keys::PENDING)?,
+            bodies: db.open_tree(keys::BODIES)?,
+            quarantine: db.open_tree(keys::QUARANTINE)?,
+            stats: db.open_tree(keys::STATS)?,
+        };
+        let mut last = 0;
+        for tree in [&trees.events, &trees.bodies, &trees.quarantine] {
+            if let Some((key, _)) = tree.last()? {
+                last = last.max(EventId::from_be_slice(&key).map_or(0, |id| id.0));
+            }
+        }
+        let ids = Arc::new(IdGenerator::starting_after(last));
+        let writer = commit::Writer::start(db.clone(), trees.clone(), ids.clone(), options)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                trees,
+                ids,
+                writer,
+                path: path.to_owned(),
+            }),
+        })
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    /// Returns a new time-ordered id, unique within this store.
+    pub fn next_id(&self) -> EventId {
+        self.inner.ids.next()
+    }
+
+    /// Returns the directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Applies one request's writes through the group-commit writer and waits until they
+    /// are on disk.
+    pub async fn commit(&self, batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
+        self.inner.writer.commit(batch).await
+    }
+
+    /// Waits until everything written before this call is on disk, sharing the writer's
+    /// next flush.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.writer.flush().await
+    }
+
+    /// Like [`Store::flush`], for threads outside the async runtime.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.inner.writer.flush_blocking()
+    }
+
+    /// Returns the number of fsyncs the writer has made since the store was opened.
+    pub fn flush_count(&self) -> u64 {
+        self.inner.writer.flush_count()
+    }
+
+    /// Returns the approximate size of the database on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.writer.stop();
+        if let Err(error) = self.db.flush() {
+            tracing::error!(%error, "final flush failed");
+        }
+    }
+}
+
+/// Hands out time-ordered ids: milliseconds since the epoch in the high bits, a sequence
+/// in the low [`ID_SEQUENCE_BITS`]. Ids never repeat or go backwards, also across restarts
+/// (the generator starts after the largest stored id) and clock steps back.
+pub struct IdGenerator {
+    last: AtomicU64,
+}
+
+impl IdGenerator {
+    /// Returns a generator whose first id is greater than `last`.
+    pub fn starting_after(last: u64) -> IdGenerator {
+        IdGenerator {
+            last: AtomicU64::new(last),
+        }
+    }
+
+    /// Returns the next id.
+    pub fn next(&self) -> EventId {
+        let now = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0) << ID_SEQUENCE_BITS;
+        let mut previous = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(previous + 1);
+            match self.last.compare_exchange_weak(
+                previous,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return EventId(next),
+                Err(actual) => previous = actual,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_increase_even_after_a_later_stored_id() {
+        let future = EventId::floor_at("2999-01-01T00:00:00Z".parse().unwrap()).0;
+        let ids = IdGenerator::starting_after(future);
+        let first = ids.next();
+        let second = ids.next();
+        assert_eq!(first.0, future + 1);
+        assert_eq!(second.0, future + 2);
+    }
+
+    #[test]
+    fn ids_follow_the_clock() {
+        let ids = IdGenerator::starting_after(0);
+        let id = ids.next();
+        let age = Timestamp::now().duration_since(id.timestamp());
+        assert!(age.as_secs() < 5, "id time {} is not now", id.timestamp());
+    }
+}

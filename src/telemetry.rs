@@ -1,0 +1,90 @@
+//! Logs and metrics: the tracing subscriber and the Prometheus recorder behind `/metrics`.
+//!
+//! Metric names are defined once, in [`names`]. Label values come only from bounded sets
+//! (configured sources, providers, kinds, routes): nothing a client sends becomes a label.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Names of every metric mailwarden records.
+pub mod names {
+    /// HTTP requests by route and status.
+    pub const HTTP_REQUESTS: &str = "mailwarden_http_requests_total";
+    /// HTTP request latency by route.
+    pub const HTTP_REQUEST_SECONDS: &str = "mailwarden_http_request_duration_seconds";
+    /// Events stored, by provider and kind.
+    pub const EVENTS: &str = "mailwarden_events_total";
+    /// Events not stored again because they already were, by source.
+    pub const DUPLICATES: &str = "mailwarden_duplicates_total";
+    /// Bodies and elements quarantined, by source.
+    pub const QUARANTINED: &str = "mailwarden_quarantined_total";
+    /// Events with an event name the adapter does not know, by source.
+    pub const UNKNOWN_EVENTS: &str = "mailwarden_unknown_events_total";
+    /// Requests refused before storing, by source and reason.
+    pub const REJECTED: &str = "mailwarden_rejected_requests_total";
+    /// fsyncs made by the group-commit writer.
+    pub const STORE_FLUSHES: &str = "mailwarden_store_flushes_total";
+    /// Time one group flush took.
+    pub const STORE_FLUSH_SECONDS: &str = "mailwarden_store_flush_duration_seconds";
+    /// Requests sharing one group commit.
+    pub const STORE_GROUP_REQUESTS: &str = "mailwarden_store_group_requests";
+}
+
+/// Histogram buckets for latencies, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Histogram buckets for group sizes.
+const GROUP_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide metrics recorder (once) and returns the handle that renders
+/// the Prometheus text.
+pub fn metrics_handle() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                    LATENCY_BUCKETS,
+                )
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(
+                            names::STORE_GROUP_REQUESTS.into(),
+                        ),
+                        GROUP_BUCKETS,
+                    )
+                })
+                .expect("bucket lists are non-empty constants");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first (a host program's); then
+            // our handle renders nothing, which is better than refusing to start.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Installs the tracing subscriber: `RUST_LOG` filters (default `info`), `json` format when
+/// `MAILWARDEN_LOG_FORMAT=json`.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("MAILWARDEN_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // Already installed (tests start several apps in one process): keep the first.
+    drop(result);
+}
