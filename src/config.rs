@@ -215,7 +215,11 @@ impl Config {
         if self.storage.max_group == 0 {
             bail!("storage.max_group must be at least 1");
         }
-        if self.admin_token.as_ref().is_some_and(|t| t.0.trim().is_empty()) {
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.0.trim().is_empty())
+        {
             bail!("admin_token is empty");
         }
         for (name, source) in &self.sources {
@@ -234,7 +238,8 @@ impl Config {
                 );
             }
             if let Some(zone) = &source.timezone {
-                ingest::time::parse_zone(zone).map_err(|e| anyhow::anyhow!("source `{name}`: {e}"))?;
+                ingest::time::parse_zone(zone)
+                    .map_err(|e| anyhow::anyhow!("source `{name}`: {e}"))?;
             }
             if source.token.as_ref().is_some_and(|t| t.0.trim().is_empty()) {
                 bail!("source `{name}`: token is empty");
@@ -298,12 +303,17 @@ mod tests {
 
     #[test]
     fn public_listen_without_tokens_is_refused_with_the_reason() {
-        let mut config = Config::default();
-        config.listen = "0.0.0.0:8080".parse().unwrap();
+        let config = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("refusing to listen"), "{error}");
         assert!(error.contains("admin_token"), "{error}");
-        assert!(error.contains("MAILWARDEN_SOURCE_SENDPULSE_TOKEN"), "{error}");
+        assert!(
+            error.contains("MAILWARDEN_SOURCE_SENDPULSE_TOKEN"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -331,10 +341,9 @@ mod tests {
         assert!(error.contains("unknown provider `mailchimp`"), "{error}");
         let config = Config::from_toml("[sources.Bad]\nprovider = \"opptima\"").unwrap();
         assert!(config.validate().is_err());
-        let config = Config::from_toml(
-            "[sources.co]\nprovider = \"opptima\"\ntimezone = \"Mars/Base\"",
-        )
-        .unwrap();
+        let config =
+            Config::from_toml("[sources.co]\nprovider = \"opptima\"\ntimezone = \"Mars/Base\"")
+                .unwrap();
         assert!(config.validate().is_err());
     }
 
@@ -352,7 +361,11 @@ mod tests {
             })
             .unwrap();
         assert_eq!(
-            config.sources["opptima-co"].token.as_ref().unwrap().expose(),
+            config.sources["opptima-co"]
+                .token
+                .as_ref()
+                .unwrap()
+                .expose(),
             "from-env"
         );
         assert_eq!(config.listen.port(), 9999);

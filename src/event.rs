@@ -173,7 +173,9 @@ impl EventKind {
 
     /// Returns the kind stored under `code`, if any.
     pub fn from_code(code: u8) -> Option<EventKind> {
-        EventKind::ALL.get(usize::from(code).checked_sub(1)?).copied()
+        EventKind::ALL
+            .get(usize::from(code).checked_sub(1)?)
+            .copied()
     }
 
     /// Returns the position of this kind in [`EventKind::ALL`].
@@ -291,8 +293,9 @@ impl TimeQuality {
 /// absent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
-    /// Set from the store key when read back; never serialized with the stored value.
-    #[serde(skip)]
+    /// Set from the store key when read back; the stored value never holds it (events
+    /// are written with `None`), API answers do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<EventId>,
     /// Configured source name the event was posted to (`/webhooks/{source}`).
     pub source: String,
@@ -466,11 +469,12 @@ impl EmailAddress {
             return Err(AddressError::TooLong);
         }
         let domain = domain.strip_suffix('.').unwrap_or(domain);
-        let domain_ok = !domain.is_empty()
+        let literal = domain.starts_with('[') && domain.ends_with(']');
+        let host_ok = !domain.is_empty()
             && !domain.starts_with('.')
             && !domain.contains("..")
-            && !domain.contains(['@', '"', '\\', '(', ')', '[', ']'])
-            || domain.starts_with('[') && domain.ends_with(']');
+            && !domain.contains(['@', '"', '\\', '(', ')', '[', ']']);
+        let domain_ok = host_ok || literal;
         if !domain_ok {
             return Err(AddressError::BadDomain);
         }

@@ -74,9 +74,7 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = authorization(headers)?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn basic_password(headers: &HeaderMap) -> Option<String> {

@@ -179,7 +179,10 @@ impl<'a> Fields<'a> {
             Ok(Some(text)) => text,
             Ok(None) => return None,
             Err(found) => {
-                self.warn(key, format_args!("expected an integer, found {found}; ignored"));
+                self.warn(
+                    key,
+                    format_args!("expected an integer, found {found}; ignored"),
+                );
                 return None;
             }
         };

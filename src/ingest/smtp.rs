@@ -63,7 +63,10 @@ fn is_enhanced(token: &str) -> bool {
     matches!(class, "2" | "4" | "5")
         && (1..=3).contains(&subject.len())
         && (1..=3).contains(&detail.len())
-        && subject.bytes().chain(detail.bytes()).all(|b| b.is_ascii_digit())
+        && subject
+            .bytes()
+            .chain(detail.bytes())
+            .all(|b| b.is_ascii_digit())
 }
 
 /// Returns the first enhanced status code that stands as a word in `text`.
@@ -173,7 +176,10 @@ fn by_enhanced(enhanced: &str, text: Option<&str>) -> Option<Reason> {
 /// that does not exist is hard, a temporary failure is soft, anything else undetermined.
 pub fn class_from_reply(reply: &Reply, reason: Option<Reason>) -> BounceClass {
     let temporary = reply.code.is_some_and(|c| (400..500).contains(&c))
-        || reply.enhanced.as_deref().is_some_and(|e| e.starts_with("4."));
+        || reply
+            .enhanced
+            .as_deref()
+            .is_some_and(|e| e.starts_with("4."));
     if temporary {
         BounceClass::Soft
     } else if reason == Some(Reason::Invalid) {
@@ -198,7 +204,9 @@ mod tests {
         let r = reply("550 5.5.0 Requested action not taken: mailbox unavailable.");
         assert_eq!(r.code, Some(550));
         assert_eq!(r.enhanced.as_deref(), Some("5.5.0"));
-        let r = reply(" example@example.com MX: mx.dereck.cn.ua RESP: 5.1.1 <example@example.com>: Recipient address rejected");
+        let r = reply(
+            " example@example.com MX: mx.dereck.cn.ua RESP: 5.1.1 <example@example.com>: Recipient address rejected",
+        );
         assert_eq!(r.code, None);
         assert_eq!(r.enhanced.as_deref(), Some("5.1.1"));
         assert_eq!(reply("250-OK").code, Some(250));

@@ -241,7 +241,8 @@ impl WriterThread {
                         (Ok(outcomes), Ok(())) => outcomes
                             .next()
                             .ok_or_else(|| StoreError::Commit("missing outcome".into())),
-                        (Err(error), _) | (_, Err(error)) => Err(StoreError::Commit(error.clone())),
+                        (Err(error), _) => Err(StoreError::Commit(error.clone())),
+                        (_, Err(error)) => Err(StoreError::Commit(error.clone())),
                     };
                     // A requester that went away (client disconnected) needs no answer.
                     let _ = reply.send(result);
@@ -264,57 +265,61 @@ impl WriterThread {
             &t.quarantine,
             &t.stats,
         );
-        let result = trees.transaction(|(events, by_recipient, dedup, pending, quarantine, stats)| {
-            let mut outcomes = Vec::with_capacity(batches.len());
-            let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
-            for batch in batches {
-                let mut outcome = IngestOutcome::default();
-                for event in &batch.events {
-                    if let Some(existing) = dedup.get(event.dedup)? {
-                        let id = EventId::from_be_slice(&existing).ok_or_else(|| {
-                            ConflictableTransactionError::Abort("corrupt dedup entry".to_owned())
-                        })?;
-                        outcome.events.push(Stored::Duplicate(id));
-                        continue;
+        let result = trees.transaction(
+            |(events, by_recipient, dedup, pending, quarantine, stats)| {
+                let mut outcomes = Vec::with_capacity(batches.len());
+                let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
+                for batch in batches {
+                    let mut outcome = IngestOutcome::default();
+                    for event in &batch.events {
+                        if let Some(existing) = dedup.get(event.dedup)? {
+                            let id = EventId::from_be_slice(&existing).ok_or_else(|| {
+                                ConflictableTransactionError::Abort(
+                                    "corrupt dedup entry".to_owned(),
+                                )
+                            })?;
+                            outcome.events.push(Stored::Duplicate(id));
+                            continue;
+                        }
+                        let id = self.ids.next();
+                        let id_key = id.to_be_bytes();
+                        events.insert(&id_key, event.json.as_slice())?;
+                        dedup.insert(&event.dedup, &id_key)?;
+                        by_recipient.insert(
+                            keys::recipient_key(&event.recipient, id),
+                            &[event.kind.code()],
+                        )?;
+                        pending.insert(&id_key, &[])?;
+                        for resolution in Resolution::ALL {
+                            let bucket = resolution.bucket(event.received_minute);
+                            let slot = counts
+                                .entry((resolution, bucket, batch.source.as_str()))
+                                .or_insert([0; EventKind::ALL.len()]);
+                            slot[event.kind.index()] += 1;
+                        }
+                        outcome.events.push(Stored::New(id));
                     }
-                    let id = self.ids.next();
-                    let id_key = id.to_be_bytes();
-                    events.insert(&id_key, event.json.as_slice())?;
-                    dedup.insert(&event.dedup, &id_key)?;
-                    by_recipient.insert(
-                        keys::recipient_key(&event.recipient, id),
-                        &[event.kind.code()],
-                    )?;
-                    pending.insert(&id_key, &[])?;
-                    for resolution in Resolution::ALL {
-                        let bucket = resolution.bucket(event.received_minute);
-                        let slot = counts
-                            .entry((resolution, bucket, batch.source.as_str()))
-                            .or_insert([0; EventKind::ALL.len()]);
-                        slot[event.kind.index()] += 1;
+                    for entry in &batch.quarantine {
+                        let id = self.ids.next();
+                        quarantine.insert(&id.to_be_bytes(), entry.as_slice())?;
+                        outcome.quarantined.push(id);
                     }
-                    outcome.events.push(Stored::New(id));
+                    outcomes.push(outcome);
                 }
-                for entry in &batch.quarantine {
-                    let id = self.ids.next();
-                    quarantine.insert(&id.to_be_bytes(), entry.as_slice())?;
-                    outcome.quarantined.push(id);
+                for ((resolution, bucket, source), added) in counts {
+                    let key = keys::stats_key(resolution, bucket, source);
+                    let mut total = stats
+                        .get(&key)?
+                        .map(|value| keys::decode_counts(&value))
+                        .unwrap_or([0; EventKind::ALL.len()]);
+                    for (sum, add) in total.iter_mut().zip(added) {
+                        *sum += add;
+                    }
+                    stats.insert(key, keys::encode_counts(&total))?;
                 }
-                outcomes.push(outcome);
-            }
-            for ((resolution, bucket, source), added) in counts {
-                let key = keys::stats_key(resolution, bucket, source);
-                let mut total = stats
-                    .get(&key)?
-                    .map(|value| keys::decode_counts(&value))
-                    .unwrap_or([0; EventKind::ALL.len()]);
-                for (sum, add) in total.iter_mut().zip(added) {
-                    *sum += add;
-                }
-                stats.insert(key, keys::encode_counts(&total))?;
-            }
-            Ok(outcomes)
-        });
+                Ok(outcomes)
+            },
+        );
         result.map_err(|error| match error {
             TransactionError::Abort(reason) => reason,
             TransactionError::Storage(error) => error.to_string(),

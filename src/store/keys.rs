@@ -63,7 +63,7 @@ pub fn id_from_recipient_key(key: &[u8]) -> Option<EventId> {
 }
 
 /// Time resolution of a [`STATS`] bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Resolution {
     /// One-minute buckets.
@@ -120,7 +120,10 @@ pub type KindCounts = [u64; EventKind::ALL.len()];
 
 /// Encodes bucket counts as a stats value.
 pub fn encode_counts(counts: &KindCounts) -> Vec<u8> {
-    counts.iter().flat_map(|count| count.to_be_bytes()).collect()
+    counts
+        .iter()
+        .flat_map(|count| count.to_be_bytes())
+        .collect()
 }
 
 /// Decodes a stats value; missing trailing kinds count zero.
@@ -142,7 +145,10 @@ mod tests {
         let a2 = recipient_key("a@x.com", EventId(256));
         let ab = recipient_key("a@x.com.br", EventId(0));
         assert!(a1 < a2);
-        assert!(a2 < ab, "a prefix address must not interleave with a longer one");
+        assert!(
+            a2 < ab,
+            "a prefix address must not interleave with a longer one"
+        );
         assert!(a1.starts_with(&recipient_prefix("a@x.com")));
         assert!(!ab.starts_with(&recipient_prefix("a@x.com")));
         assert_eq!(id_from_recipient_key(&a2), Some(EventId(256)));

@@ -1,0 +1,113 @@
+//! The HTTP surface: webhooks in, read API and operations endpoints out.
+//!
+//! - `POST /webhooks/{source}`: provider webhooks ([`webhooks`]), authenticated per source.
+//! - `/api/...`: the admin API ([`events`]), behind the admin token when one is set.
+//! - `/healthz`, `/metrics`: operations ([`health`]), unauthenticated.
+//!
+//! Every error is JSON ([`error::ApiError`]), including unknown routes and bad query
+//! strings.
+
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::ingest::Ingestor;
+use crate::ingest::auth::Token;
+use crate::store::Store;
+use crate::telemetry::names;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Turns bodies into stored events.
+    pub ingestor: Ingestor,
+    /// The store, for reads.
+    pub store: Store,
+    /// Settings in effect.
+    pub config: Arc<Config>,
+    /// Token for `/api/...`, if any.
+    pub admin_token: Option<Token>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// Builds the router with every route and middleware.
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/events", get(events::list))
+        .route("/events/{id}", get(events::one))
+        .route("/quarantine", get(events::quarantine))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/webhooks/{source}", post(webhooks::receive))
+        .nest("/api", admin)
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn(record_request))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Refuses admin requests without the admin token (when one is configured).
+async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.admin_token {
+        if !token.matches_bearer(request.headers()) {
+            return ApiError::unauthorized(
+                "this endpoint needs `Authorization: Bearer <admin token>`",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Counts requests and their latency by route template (never by raw path, which would
+/// let clients create unbounded label values).
+async fn record_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(names::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(names::HTTP_REQUEST_SECONDS, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `Query` whose rejection is a JSON 400 like every other error.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|query| ApiQuery(query.0))
+            .map_err(|rejection| ApiError::bad_request("bad_query", rejection.body_text()))
+    }
+}

@@ -1,0 +1,118 @@
+//! Wiring: open the store, build the parts, bind the listener, serve until told to stop.
+//!
+//! Tests and `main` build the service the same way: [`Application::build`] binds (port 0
+//! picks a free port, see [`Application::local_addr`]) and [`Application::run_until_stopped`]
+//! serves until the given future completes, then drains requests and flushes the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::ingest::Ingestor;
+use crate::ingest::auth::Token;
+use crate::store::{Store, StoreOptions};
+use crate::telemetry;
+
+/// A built service, bound to its address, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Checks the configuration, opens the store and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        config.validate()?;
+        // reqwest and lettre use rustls without choosing a crypto provider themselves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let store = open_store(&config)?;
+        let ingestor = Ingestor::new(store.clone(), &config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let state = AppState {
+            ingestor,
+            store,
+            admin_token: config.admin_token.as_ref().map(|t| Token::new(t.expose())),
+            config: Arc::new(config),
+            metrics: telemetry::metrics_handle(),
+        };
+        Ok(Application { listener, state })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The store the service writes to.
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and flushes.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application { listener, state } = self;
+        let store = state.store.clone();
+        let router = api::router(state);
+        tracing::info!(address = %listener.local_addr()?, "mailwarden listening");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("server failed")?;
+        store.flush().await.context("final flush failed")?;
+        tracing::info!("mailwarden stopped");
+        Ok(())
+    }
+}
+
+/// Opens the store with the configured limits.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        cache_capacity: config.storage.cache_capacity_mb * 1024 * 1024,
+        max_group: config.storage.max_group,
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    Store::open(&config.data_dir.join("db"), &options)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,25 @@
+//! mailwarden: a self-hosted engine for e-mail delivery events.
+//!
+//! Providers post webhooks; [`ingest`] verifies them and normalizes every provider's format
+//! into one [`event::Event`] model; [`store`] keeps them durably in sled (a 2xx answer
+//! means on disk, retries never duplicate); [`api`] serves the HTTP surface; [`app`] wires
+//! the parts together and runs them until shutdown.
+//!
+//! Module map:
+//! - [`config`]: settings from an optional TOML file and the environment.
+//! - [`event`]: the normalized event model, ids and addresses.
+//! - [`ingest`]: body checks, provider adapters, dedup keys, the ingest pipeline.
+//! - [`store`]: sled trees, group commit, queries.
+//! - [`api`]: axum routes, errors, admin authentication.
+//! - [`telemetry`]: tracing and Prometheus metrics.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod event;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;
