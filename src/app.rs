@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -15,6 +16,8 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::ingest::auth::Token;
+use crate::rules::runner::{Runner, RulesState};
+use crate::rules::{Rules, testing};
 use crate::store::{Store, StoreOptions};
 use crate::telemetry;
 
@@ -22,6 +25,7 @@ use crate::telemetry;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    runner: Runner,
 }
 
 impl Application {
@@ -30,19 +34,31 @@ impl Application {
         config.validate()?;
         // reqwest and lettre use rustls without choosing a crypto provider themselves.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let rules = load_rules(&config)?;
         let store = open_store(&config)?;
-        let ingestor = Ingestor::new(store.clone(), &config)?;
+        let runner = Runner::start(
+            rules.clone(),
+            store.clone(),
+            Duration::from_secs(config.rules.reload_interval_secs),
+        )
+        .context("cannot start the rules runner")?;
+        let ingestor = Ingestor::new(store.clone(), &config)?.with_waker(runner.waker());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let state = AppState {
             ingestor,
             store,
+            rules,
             admin_token: config.admin_token.as_ref().map(|t| Token::new(t.expose())),
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
         };
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            state,
+            runner,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -62,7 +78,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            runner,
+        } = self;
         let store = state.store.clone();
         let router = api::router(state);
         tracing::info!(address = %listener.local_addr()?, "mailwarden listening");
@@ -70,10 +90,25 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .context("server failed")?;
+        tokio::task::spawn_blocking(move || runner.stop())
+            .await
+            .context("stopping the rules runner")?;
         store.flush().await.context("final flush failed")?;
         tracing::info!("mailwarden stopped");
         Ok(())
     }
+}
+
+/// Compiles the rules of the configured directory; any compile error is fatal, with
+/// file, line and column.
+pub fn load_rules(config: &Config) -> anyhow::Result<Arc<RulesState>> {
+    let rules = Rules::new(testing::limits(config), &config.rules.vars);
+    RulesState::load(rules, &config.rules_dir)
+        .map(Arc::new)
+        .map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("rules do not compile:\n  {}", list.join("\n  "))
+        })
 }
 
 /// Opens the store with the configured limits.

@@ -39,6 +39,33 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Named webhook sources; empty means one per built-in provider.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Rule engine settings.
+    pub rules: RulesConfig,
+}
+
+/// Rule engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Values rules read as `config.<name>` (URLs, thresholds), so rules hold no secrets.
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// Most script operations per rule per event.
+    pub max_operations: u64,
+    /// Wall-clock limit per rule per event, in milliseconds.
+    pub timeout_ms: u64,
+    /// Seconds between checks of the rules directory for changes (0 turns reloading off).
+    pub reload_interval_secs: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            vars: serde_json::Map::new(),
+            max_operations: 200_000,
+            timeout_ms: 250,
+            reload_interval_secs: 1,
+        }
+    }
 }
 
 impl Default for Config {
@@ -52,6 +79,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
             sources: BTreeMap::new(),
+            rules: RulesConfig::default(),
         }
     }
 }

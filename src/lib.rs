@@ -2,7 +2,8 @@
 //!
 //! Providers post webhooks; [`ingest`] verifies them and normalizes every provider's format
 //! into one [`event::Event`] model; [`store`] keeps them durably in sled (a 2xx answer
-//! means on disk, retries never duplicate); [`api`] serves the HTTP surface; [`app`] wires
+//! means on disk, retries never duplicate); [`rules`] runs user-written Rhai rules over
+//! every stored event and queues the actions they ask for; [`api`] serves the HTTP surface; [`app`] wires
 //! the parts together and runs them until shutdown.
 //!
 //! Module map:
@@ -10,6 +11,7 @@
 //! - [`event`]: the normalized event model, ids and addresses.
 //! - [`ingest`]: body checks, provider adapters, dedup keys, the ingest pipeline.
 //! - [`store`]: sled trees, group commit, queries.
+//! - [`rules`]: the Rhai rules engine, its runner and rule test cases.
 //! - [`api`]: axum routes, errors, admin authentication.
 //! - [`telemetry`]: tracing and Prometheus metrics.
 
@@ -18,6 +20,7 @@ pub mod app;
 pub mod config;
 pub mod event;
 pub mod ingest;
+pub mod rules;
 pub mod store;
 pub mod telemetry;
 

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use std::path::Path;
+
 use mailwarden::config::Config;
+use mailwarden::rules::{Rules, replay, testing};
 use mailwarden::ingest::{IngestError, Ingestor};
 use mailwarden::{Application, app, telemetry};
 
@@ -30,6 +33,49 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// Rules directory (default ./rules).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+    },
+    /// Compile every rule and report errors with file:line:column.
+    Check {
+        /// Rules directory (default ./rules).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+    },
+    /// Run the rule test cases in <rules>/tests/<rule>.toml.
+    Test {
+        /// Rules directory (default ./rules).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+    },
+    /// Show what one rule would do with the events of one provider body.
+    Eval {
+        /// The rule file.
+        #[arg(long, value_name = "FILE")]
+        rule: PathBuf,
+        /// A provider webhook body (for example a fixture).
+        #[arg(long, value_name = "FILE")]
+        event: PathBuf,
+        /// Provider of the body (guessed from its shape when left out).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Re-run rules over stored events. The service must not be running on the same data
+    /// directory (use POST /api/replay then).
+    Replay {
+        /// Start of the range (RFC 3339), by time of receipt.
+        #[arg(long)]
+        since: jiff::Timestamp,
+        /// End of the range (RFC 3339), default now.
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Print the actions instead of queueing them.
+        #[arg(long)]
+        dry_run: bool,
         /// Rules directory (default ./rules).
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
@@ -78,7 +124,106 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { source, files } => ingest_files(config, &source, &files).await,
+        Command::Check { rules } => {
+            let dir = rules.unwrap_or(config.rules_dir.clone());
+            let engine = Rules::new(testing::limits(&config), &config.rules.vars);
+            let (compiled, errors) = engine.load_dir(&dir);
+            for rule in &compiled {
+                let kinds = rule.kinds.as_ref().map_or_else(
+                    || "every kind".to_owned(),
+                    |kinds| kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                );
+                say(&format!("ok    {} (on: {kinds})", rule.name));
+            }
+            for error in &errors {
+                say(&format!("error {error}"));
+            }
+            say(&format!("{} rules compiled, {} failed", compiled.len(), errors.len()));
+            Ok(exit(errors.is_empty()))
+        }
+        Command::Test { rules } => {
+            let dir = rules.unwrap_or(config.rules_dir.clone());
+            let results = testing::run_all(&config, &dir).await?;
+            let failed = results.iter().filter(|r| r.failure.is_some()).count();
+            for result in &results {
+                match &result.failure {
+                    None => say(&format!("PASS  {}: {}", result.rule, result.case)),
+                    Some(why) => say(&format!("FAIL  {}: {}\n      {why}", result.rule, result.case)),
+                }
+            }
+            say(&format!("{} cases, {} passed, {failed} failed", results.len(), results.len() - failed));
+            Ok(exit(failed == 0 && !results.is_empty()))
+        }
+        Command::Eval { rule, event, source } => eval(&config, &rule, &event, source).await,
+        Command::Replay { since, until, rule, dry_run, rules } => {
+            if let Some(rules) = rules {
+                config.rules_dir = rules;
+            }
+            let state = app::load_rules(&config)?;
+            let set = state.current();
+            if let Some(name) = &rule {
+                anyhow::ensure!(set.get(name).is_some(), "no rule named `{name}` in {}", config.rules_dir.display());
+            }
+            let store = app::open_store(&config)?;
+            let until = until.unwrap_or_else(jiff::Timestamp::now);
+            let report = tokio::task::spawn_blocking(move || {
+                replay::replay(state.rules(), &set, &store, since, until, rule.as_deref(), dry_run)
+            })
+            .await??;
+            say(&serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn exit(success: bool) -> ExitCode {
+    if success { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Writes one line of command output.
+#[allow(clippy::print_stdout, reason = "command output")]
+fn say(line: &str) {
+    println!("{line}");
+}
+
+async fn eval(config: &Config, rule: &Path, event: &Path, source: Option<String>) -> anyhow::Result<ExitCode> {
+    let body = std::fs::read(event).with_context(|| format!("cannot read {}", event.display()))?;
+    let source = match source {
+        Some(source) => source,
+        None => testing::guess_source(&body)
+            .context("cannot tell the provider of this body; pass --source")?
+            .to_owned(),
+    };
+    let engine = Rules::new(testing::limits(config), &config.rules.vars);
+    let compiled = engine.compile_file(rule)?;
+    let trial = testing::trial(config, rule, &source, &[], body, &serde_json::Map::new()).await?;
+    for (event, evaluation) in trial.events.iter().zip(&trial.evaluations) {
+        say(&format!("event: {} {} ({})", event.kind.as_str(), event.recipient.as_str(), event.provider_event));
+        if evaluation.ran == 0 {
+            let kinds = compiled.kinds.as_ref().map(|kinds| kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+            say(&format!("  not run: the rule is limited to `// on: {kinds}` and this event is `{}`", event.kind.as_str()));
+            continue;
+        }
+        let outcomes: Vec<_> = evaluation.rules.iter().collect();
+        if outcomes.is_empty() {
+            say("  ran and asked for nothing: its conditions were false for this event");
+        }
+        for outcome in outcomes {
+            if let Some(error) = &outcome.error {
+                say(&format!("  error: {error}"));
+            }
+            for action in &outcome.actions {
+                say(&format!("  action: {}", serde_json::to_string(action)?));
+            }
+            for tag in &outcome.tags {
+                say(&format!("  tag: {tag}"));
+            }
+        }
+    }
+    if trial.events.is_empty() {
+        say("the body produced no events");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn ingest_files(config: Config, source: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
@@ -117,10 +262,7 @@ async fn ingest_files(config: Config, source: &str, files: &[PathBuf]) -> anyhow
             }
             Err(IngestError::Store(error)) => return Err(error.into()),
         };
-        #[allow(clippy::print_stdout, reason = "the report is the command's output")]
-        {
-            println!("{line}");
-        }
+        say(&line.to_string());
     }
     store.flush().await?;
     Ok(if failed {

@@ -27,6 +27,16 @@ pub mod names {
     pub const STORE_FLUSHES: &str = "mailwarden_store_flushes_total";
     /// Time one group flush took.
     pub const STORE_FLUSH_SECONDS: &str = "mailwarden_store_flush_duration_seconds";
+    /// Rule evaluations (one rule on one event).
+    pub const RULE_RUNS: &str = "mailwarden_rule_runs_total";
+    /// Rule evaluations that failed, by rule.
+    pub const RULE_ERRORS: &str = "mailwarden_rule_errors_total";
+    /// Events evaluated by the rules runner.
+    pub const EVENTS_EVALUATED: &str = "mailwarden_events_evaluated_total";
+    /// Events waiting for the rules.
+    pub const PENDING_EVENTS: &str = "mailwarden_pending_events";
+    /// Actions queued by rules, by type.
+    pub const ACTIONS_QUEUED: &str = "mailwarden_actions_queued_total";
     /// Requests sharing one group commit.
     pub const STORE_GROUP_REQUESTS: &str = "mailwarden_store_group_requests";
 }

@@ -3,11 +3,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use jiff::Timestamp;
-use serde::Deserialize;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::event::{EmailAddress, EventId, EventKind};
+use crate::rules::Evaluation;
 use crate::store::EventQuery;
 
 /// Page size when `limit` is not given.
@@ -33,7 +36,7 @@ pub struct EventsParams {
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<EventsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = EventQuery {
         recipient: params
             .recipient
@@ -75,24 +78,50 @@ pub async fn list(
     let page = tokio::task::spawn_blocking(move || store.events_page(&query))
         .await
         .map_err(|error| crate::store::StoreError::Commit(error.to_string()))??;
-    Ok(Json(json!({
-        "events": page.events,
-        "next_cursor": page.next_cursor,
-    })))
+    // Serialized from the structs (not through `Value`) so fields keep the model's order.
+    let body = serde_json::to_vec(&EventsAnswer {
+        events: &page.events,
+        next_cursor: page.next_cursor,
+    })
+    .map_err(|error| crate::store::StoreError::Commit(error.to_string()))?;
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET /api/events/{id}`.
 pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id: EventId = id.parse().map_err(|error: crate::event::BadEventId| {
         ApiError::bad_request("bad_id", error.to_string())
     })?;
-    match state.store.event(id)? {
-        Some(event) => Ok(Json(serde_json::to_value(event).unwrap_or(Value::Null))),
-        None => Err(ApiError::not_found(format!("no event {id}"))),
+    let Some(event) = state.store.event(id)? else {
+        return Err(ApiError::not_found(format!("no event {id}")));
+    };
+    let mut value = serde_json::to_value(&event).unwrap_or(Value::Null);
+    let evaluation = match state.store.evaluation(id)? {
+        Some(bytes) => serde_json::from_slice::<Evaluation>(&bytes).ok(),
+        None => None,
+    };
+    if let Value::Object(map) = &mut value {
+        match &evaluation {
+            Some(evaluation) => {
+                merge_rule_results(map, evaluation);
+                map.insert("evaluation".into(), json!(evaluation));
+            }
+            None => {
+                let pending = state.store.is_pending(id)?;
+                map.insert("evaluation".into(), json!({ "pending": pending }));
+            }
+        }
     }
+    Ok(Json(value).into_response())
+}
+
+#[derive(Serialize)]
+struct EventsAnswer<'a> {
+    events: &'a [crate::event::Event],
+    next_cursor: Option<EventId>,
 }
 
 /// Query string of `GET /api/quarantine`.
@@ -112,6 +141,29 @@ pub async fn quarantine(
     let before = params.cursor.as_deref().map(parse_cursor).transpose()?;
     let (entries, next) = state.store.quarantine_page(before, limit)?;
     Ok(Json(json!({ "entries": entries, "next_cursor": next })))
+}
+
+/// Adds the tags rules gave the event to its `tags`, and their failures as `rule_errors`.
+fn merge_rule_results(map: &mut serde_json::Map<String, Value>, evaluation: &Evaluation) {
+    let tags: Vec<&String> = evaluation.tags().collect();
+    if !tags.is_empty() {
+        let list = map.entry("tags").or_insert_with(|| json!([]));
+        if let Value::Array(list) = list {
+            for tag in tags {
+                if !list.iter().any(|t| t.as_str() == Some(tag)) {
+                    list.push(json!(tag));
+                }
+            }
+        }
+    }
+    let errors: Vec<Value> = evaluation
+        .rules
+        .iter()
+        .filter_map(|o| o.error.as_ref().map(|e| json!({ "rule": o.rule, "error": e })))
+        .collect();
+    if !errors.is_empty() {
+        map.insert("rule_errors".into(), Value::Array(errors));
+    }
 }
 
 /// Reads an RFC 3339 time (`2026-01-02T03:04:05Z`) or Unix seconds.

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod rules;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::ingest::auth::Token;
+use crate::rules::runner::RulesState;
 use crate::store::Store;
 use crate::telemetry::names;
 pub use error::ApiError;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// The store, for reads.
     pub store: Store,
+    /// Rules in force and their counters.
+    pub rules: Arc<RulesState>,
     /// Settings in effect.
     pub config: Arc<Config>,
     /// Token for `/api/...`, if any.
@@ -52,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(events::list))
         .route("/events/{id}", get(events::one))
         .route("/quarantine", get(events::quarantine))
+        .route("/rules", get(rules::list))
+        .route("/replay", post(rules::replay))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/webhooks/{source}", post(webhooks::receive))

@@ -493,6 +493,7 @@ pub enum IngestError {
 pub struct Ingestor {
     store: Store,
     sources: Arc<HashMap<String, Arc<Source>>>,
+    waker: Option<crate::rules::runner::Waker>,
 }
 
 impl Ingestor {
@@ -519,7 +520,14 @@ impl Ingestor {
         Ok(Ingestor {
             store,
             sources: Arc::new(sources),
+            waker: None,
         })
+    }
+
+    /// Wakes the rules runner whenever new events are stored.
+    pub fn with_waker(mut self, waker: crate::rules::runner::Waker) -> Ingestor {
+        self.waker = Some(waker);
+        self
     }
 
     /// Returns the source called `name`.
@@ -581,6 +589,11 @@ impl Ingestor {
         metrics::counter!(names::DUPLICATES).increment(duplicates as u64);
         metrics::counter!(names::QUARANTINED).increment(outcome.quarantined.len() as u64);
         let event_ids: Vec<EventId> = outcome.accepted().collect();
+        if !event_ids.is_empty() {
+            if let Some(waker) = &self.waker {
+                waker.wake();
+            }
+        }
         Ok(IngestReport {
             accepted: event_ids.len(),
             duplicates,

@@ -109,6 +109,7 @@ const INVALID_PHRASES: &[&str] = &[
     "invalid mailbox",
     "invalid address",
     "mailbox not found",
+    "mailbox unavailable",
     "recipient not found",
     "address not found",
     "unrouteable",

@@ -12,6 +12,9 @@
 //! | `bodies` | body id | header length (u32), header JSON, request body |
 //! | `quarantine` | entry id | quarantine JSON |
 //! | `stats` | resolution (1 byte), bucket start in minutes (u64), source | 14 × u64 counts, one per kind |
+//! | `evaluations` | event id | evaluation JSON: which rules ran, matched, queued what |
+//! | `outbox` | action id | action JSON with its delivery state |
+//! | `suppressions` | bare address | suppression JSON |
 //! | `meta` | name | value |
 
 use crate::event::{EventId, EventKind};
@@ -30,6 +33,12 @@ pub const BODIES: &str = "bodies";
 pub const QUARANTINE: &str = "quarantine";
 /// Event counts per time bucket, source and kind.
 pub const STATS: &str = "stats";
+/// Rule evaluation results per event.
+pub const EVALUATIONS: &str = "evaluations";
+/// Actions queued by rules, with their delivery state.
+pub const OUTBOX: &str = "outbox";
+/// Suppressed addresses.
+pub const SUPPRESSIONS: &str = "suppressions";
 /// Store-wide settings such as the schema version.
 pub const META: &str = "meta";
 

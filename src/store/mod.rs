@@ -8,8 +8,11 @@
 pub mod bodies;
 pub mod commit;
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod quarantine;
+pub mod rules;
+pub mod suppressions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,6 +78,9 @@ pub(crate) struct Trees {
     pub(crate) bodies: sled::Tree,
     pub(crate) quarantine: sled::Tree,
     pub(crate) stats: sled::Tree,
+    pub(crate) evaluations: sled::Tree,
+    pub(crate) outbox: sled::Tree,
+    pub(crate) suppressions: sled::Tree,
 }
 
 /// Handle to the store; cheap to clone, shared by every part of the service.
@@ -118,9 +124,12 @@ impl Store {
             bodies: db.open_tree(keys::BODIES)?,
             quarantine: db.open_tree(keys::QUARANTINE)?,
             stats: db.open_tree(keys::STATS)?,
+            evaluations: db.open_tree(keys::EVALUATIONS)?,
+            outbox: db.open_tree(keys::OUTBOX)?,
+            suppressions: db.open_tree(keys::SUPPRESSIONS)?,
         };
         let mut last = 0;
-        for tree in [&trees.events, &trees.bodies, &trees.quarantine] {
+        for tree in [&trees.events, &trees.bodies, &trees.quarantine, &trees.outbox] {
             if let Some((key, _)) = tree.last()? {
                 last = last.max(EventId::from_be_slice(&key).map_or(0, |id| id.0));
             }

@@ -1,0 +1,406 @@
+//! User-written Rhai rules, run on every stored event.
+//!
+//! A rule is a `*.rhai` file in the rules directory, named after the file. It runs as a
+//! plain script with the event in scope as `event` (read-only) and the `[rules.vars]`
+//! table as `config`. A leading comment `// on: bounce, complaint` limits it to those
+//! kinds, so events are dispatched by kind ([`RuleSet::for_kind`]).
+//!
+//! - [`engine`]: the sandboxed engine and the functions rules call.
+//! - [`action`]: what a rule can ask for; recorded, never executed inside a script.
+//! - [`runner`]: the background evaluator over the store's pending queue, hot reload and
+//!   per-rule counters.
+//! - [`testing`]: rule test cases for `mailwarden test`.
+
+pub mod action;
+pub mod replay;
+pub mod engine;
+pub mod runner;
+pub mod testing;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use rhai::{AST, Dynamic, Engine, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::{Event, EventKind};
+use crate::store::Store;
+use crate::telemetry::names;
+pub use action::{Action, QueuedAction};
+use engine::{CallState, History, Limits};
+
+/// One compiled rule.
+pub struct Rule {
+    /// File name without `.rhai`.
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Kinds it runs on; `None` means every kind.
+    pub kinds: Option<Vec<EventKind>>,
+    /// Compiled script.
+    pub ast: AST,
+    /// When this version was compiled.
+    pub loaded_at: Timestamp,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("name", &self.name)
+            .field("kinds", &self.kinds)
+            .finish()
+    }
+}
+
+/// A rule that does not compile, with where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompileError {
+    /// File.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// The rules in force, indexed by the kinds they run on.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Arc<Rule>>,
+    by_kind: Vec<Vec<usize>>,
+}
+
+impl RuleSet {
+    /// Builds the set (sorted by name, so evaluation order is stable).
+    pub fn new(mut rules: Vec<Arc<Rule>>) -> RuleSet {
+        rules.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut by_kind = vec![Vec::new(); EventKind::ALL.len()];
+        for (index, rule) in rules.iter().enumerate() {
+            for kind in EventKind::ALL {
+                if rule.kinds.as_ref().is_none_or(|kinds| kinds.contains(&kind)) {
+                    by_kind[kind.index()].push(index);
+                }
+            }
+        }
+        RuleSet { rules, by_kind }
+    }
+
+    /// Every rule.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    /// The rules that run on `kind`.
+    pub fn for_kind(&self, kind: EventKind) -> impl Iterator<Item = &Arc<Rule>> {
+        self.by_kind[kind.index()]
+            .iter()
+            .map(|&index| &self.rules[index])
+    }
+
+    /// Returns the rule called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Rule>> {
+        self.rules.iter().find(|rule| rule.name == name)
+    }
+}
+
+/// What one rule did with one event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuleOutcome {
+    /// Rule name.
+    pub rule: String,
+    /// Whether it asked for anything (an action or a tag).
+    pub matched: bool,
+    /// Actions it asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    /// Tags it added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Why it stopped, if it failed (its actions are then discarded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the rules did with one event, as recorded next to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Evaluation {
+    /// When it was evaluated.
+    pub evaluated_at: Timestamp,
+    /// How many rules ran on it.
+    pub ran: usize,
+    /// The rules that matched or failed (the others did nothing).
+    pub rules: Vec<RuleOutcome>,
+}
+
+impl Evaluation {
+    /// Tags added by the rules.
+    pub fn tags(&self) -> impl Iterator<Item = &String> {
+        self.rules.iter().flat_map(|outcome| &outcome.tags)
+    }
+}
+
+/// The engine, its limits and the `config` map: compiles and evaluates rules.
+pub struct Rules {
+    engine: Engine,
+    limits: Limits,
+    vars: Dynamic,
+}
+
+impl Rules {
+    /// An evaluator with `limits` and `vars` as the scripts' `config` map.
+    pub fn new(limits: Limits, vars: &Map<String, Value>) -> Rules {
+        Rules {
+            engine: engine::build(&limits),
+            vars: engine::to_dynamic(&Value::Object(vars.clone())).into_shared(),
+            limits,
+        }
+    }
+
+    fn scope(&self, event: Dynamic) -> Scope<'static> {
+        let mut scope = Scope::new();
+        scope.push_constant_dynamic("event", event);
+        scope.push_constant_dynamic("config", self.vars.clone());
+        scope
+    }
+
+    /// Compiles one rule from its source text.
+    pub fn compile(&self, path: &Path, source: &str) -> Result<Rule, CompileError> {
+        let name = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let error = |line: Option<usize>, column: Option<usize>, message: String| CompileError {
+            file: path.to_owned(),
+            line,
+            column,
+            message,
+        };
+        let kinds = parse_header(source).map_err(|(line, message)| error(Some(line), None, message))?;
+        let ast = self
+            .engine
+            .compile_with_scope(&self.scope(Dynamic::UNIT), source)
+            .map_err(|parse| {
+                let position = parse.position();
+                error(position.line(), position.position(), parse.err_type().to_string())
+            })?;
+        Ok(Rule {
+            name,
+            path: path.to_owned(),
+            kinds,
+            ast,
+            loaded_at: Timestamp::now(),
+        })
+    }
+
+    /// Compiles a rule file.
+    pub fn compile_file(&self, path: &Path) -> Result<Rule, CompileError> {
+        let source = std::fs::read_to_string(path).map_err(|io| CompileError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            message: format!("cannot read: {io}"),
+        })?;
+        self.compile(path, &source)
+    }
+
+    /// Compiles every `*.rhai` file in `dir` (a missing directory has no rules).
+    pub fn load_dir(&self, dir: &Path) -> (Vec<Rule>, Vec<CompileError>) {
+        let (mut rules, mut errors) = (Vec::new(), Vec::new());
+        for path in rule_files(dir) {
+            match self.compile_file(&path) {
+                Ok(rule) => rules.push(rule),
+                Err(error) => errors.push(error),
+            }
+        }
+        (rules, errors)
+    }
+
+    /// Runs the rules for `event`'s kind (or only `only`) and returns what they did.
+    /// With a store, history functions read it as of this event.
+    pub fn evaluate(
+        &self,
+        set: &RuleSet,
+        event: &Event,
+        store: Option<&Store>,
+        only: Option<&str>,
+    ) -> Evaluation {
+        let view = event_view(event);
+        let history = match (store, event.id) {
+            (Some(store), Some(id)) => Some(History {
+                store: store.clone(),
+                event_id: id,
+                at: event.occurred_at.unwrap_or(event.received_at),
+            }),
+            _ => None,
+        };
+        let mut evaluation = Evaluation {
+            evaluated_at: Timestamp::now(),
+            ran: 0,
+            rules: Vec::new(),
+        };
+        for rule in set.for_kind(event.kind) {
+            if only.is_some_and(|name| name != rule.name) {
+                continue;
+            }
+            evaluation.ran += 1;
+            let outcome = self.run_rule(rule, view.clone(), history.clone(), event.received_at);
+            if outcome.matched || outcome.error.is_some() {
+                evaluation.rules.push(outcome);
+            }
+        }
+        evaluation
+    }
+
+    fn run_rule(
+        &self,
+        rule: &Rule,
+        view: Dynamic,
+        history: Option<History>,
+        now: Timestamp,
+    ) -> RuleOutcome {
+        let state = CallState {
+            rule: rule.name.clone(),
+            actions: Vec::new(),
+            tags: Vec::new(),
+            deadline: Instant::now() + self.limits.timeout,
+            history,
+            now,
+        };
+        let mut scope = self.scope(view);
+        let (result, state) =
+            engine::with_state(state, || self.engine.run_ast_with_scope(&mut scope, &rule.ast));
+        metrics::counter!(names::RULE_RUNS).increment(1);
+        match result {
+            Ok(()) => RuleOutcome {
+                rule: rule.name.clone(),
+                matched: !state.actions.is_empty() || !state.tags.is_empty(),
+                actions: state.actions,
+                tags: state.tags,
+                error: None,
+            },
+            Err(error) => {
+                metrics::counter!(names::RULE_ERRORS, "rule" => rule.name.clone()).increment(1);
+                RuleOutcome {
+                    rule: rule.name.clone(),
+                    matched: false,
+                    actions: Vec::new(),
+                    tags: Vec::new(),
+                    error: Some(describe_error(&error)),
+                }
+            }
+        }
+    }
+}
+
+/// Describes a script failure in words a rule author can act on.
+fn describe_error(error: &rhai::EvalAltResult) -> String {
+    use rhai::EvalAltResult as E;
+    let text = match error {
+        E::ErrorTerminated(reason, _) => format!("stopped: {reason}"),
+        E::ErrorTooManyOperations(_) => "stopped: operation limit exceeded (endless loop?)".to_owned(),
+        other => other.to_string(),
+    };
+    let position = error.position();
+    match (position.line(), position.position()) {
+        (Some(line), Some(column)) if !matches!(error, E::ErrorTerminated(..)) => {
+            format!("{text} (line {line}, column {column})")
+        }
+        _ => text,
+    }
+}
+
+/// Returns the event as a read-only script value, built once per event and shared by
+/// every rule (cloning a shared value copies a pointer). `raw` is left out: provider
+/// fields not in the model are in `metadata`.
+pub fn event_view(event: &Event) -> Dynamic {
+    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.remove("raw");
+    }
+    engine::to_dynamic(&value).into_shared()
+}
+
+/// Reads `// on: kind, kind` from the leading comment lines. Returns the line of a bad
+/// kind on error.
+fn parse_header(source: &str) -> Result<Option<Vec<EventKind>>, (usize, String)> {
+    for (index, line) in source.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some(comment) = line.strip_prefix("//") else {
+            break;
+        };
+        let Some(list) = comment.trim().strip_prefix("on:") else {
+            continue;
+        };
+        let mut kinds = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let kind = name.parse::<EventKind>().map_err(|_| {
+                let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                (
+                    index + 1,
+                    format!("`// on:` names unknown kind `{name}` (known: {})", known.join(", ")),
+                )
+            })?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        if kinds.is_empty() {
+            return Err((index + 1, "`// on:` lists no kinds".to_owned()));
+        }
+        return Ok(Some(kinds));
+    }
+    Ok(None)
+}
+
+/// Returns the `*.rhai` files of `dir`, sorted.
+pub fn rule_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "rhai"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lists_kinds() {
+        assert_eq!(
+            parse_header("// on: bounce, complaint\nlet x = 1;"),
+            Ok(Some(vec![EventKind::Bounce, EventKind::Complaint]))
+        );
+        assert_eq!(parse_header("// Suppress things.\n// on: open\n"), Ok(Some(vec![EventKind::Open])));
+        assert_eq!(parse_header("let x = 1;\n// on: open"), Ok(None));
+        assert!(parse_header("// on: bouncy").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! History queries for rules: how often something happened to an address, and counts per
+//! kind over a time window from the stats buckets (no event scans).
+
+use jiff::Timestamp;
+
+use super::keys::{self, KindCounts, Resolution};
+use super::{Store, StoreError};
+use crate::event::{EventId, EventKind};
+
+/// Most index entries `count_events` looks at for one address (newest first).
+pub const MAX_HISTORY_SCAN: usize = 2_000;
+
+impl Store {
+    /// Counts events of `kind` for `recipient` that were stored no later than `up_to` and
+    /// occurred (or, without a provider time, were received) inside `from..=to`.
+    pub fn count_events_in_window(
+        &self,
+        recipient: &str,
+        kind: EventKind,
+        up_to: EventId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let start = keys::recipient_key(recipient, EventId(0));
+        let end = keys::recipient_key(recipient, up_to);
+        let mut count = 0;
+        for entry in self
+            .trees()
+            .by_recipient
+            .range(start..=end)
+            .rev()
+            .take(MAX_HISTORY_SCAN)
+        {
+            let (key, kind_code) = entry?;
+            if kind_code.first() != Some(&kind.code()) {
+                continue;
+            }
+            let Some(id) = keys::id_from_recipient_key(&key) else {
+                continue;
+            };
+            let Some(event) = self.event(id)? else {
+                continue;
+            };
+            let at = event.occurred_at.unwrap_or(event.received_at);
+            if from <= at && at <= to {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Sums the per-kind counts of events received in `from..=to`, for one source or all.
+    /// The window is widened to whole buckets: minutes for windows up to 3 hours, hours up
+    /// to 7 days, days beyond.
+    pub fn stats_between(
+        &self,
+        source: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<KindCounts, StoreError> {
+        let from_minute = (from.as_second().max(0) / 60) as u64;
+        let to_minute = (to.as_second().max(0) / 60) as u64;
+        let span = to_minute.saturating_sub(from_minute);
+        let resolution = if span <= 3 * 60 {
+            Resolution::Minute
+        } else if span <= 7 * 24 * 60 {
+            Resolution::Hour
+        } else {
+            Resolution::Day
+        };
+        let start = keys::stats_prefix(resolution, resolution.bucket(from_minute));
+        let end = keys::stats_prefix(resolution, resolution.bucket(to_minute) + 1);
+        let mut total = [0; EventKind::ALL.len()];
+        for entry in self.trees().stats.range(start..end) {
+            let (key, value) = entry?;
+            let Some((_, key_source)) = keys::parse_stats_key(&key) else {
+                continue;
+            };
+            if source.is_some_and(|wanted| wanted != key_source) {
+                continue;
+            }
+            for (sum, add) in total.iter_mut().zip(keys::decode_counts(&value)) {
+                *sum += add;
+            }
+        }
+        Ok(total)
+    }
+}

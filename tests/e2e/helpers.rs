@@ -1,0 +1,189 @@
+//! Starting the real service for tests: on 127.0.0.1:0, with a temporary data directory,
+//! talked to over HTTP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mailwarden::{Application, Config};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running service and what a test needs to talk to it.
+pub struct TestApp {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// HTTP client with keep-alive.
+    pub client: reqwest::Client,
+    /// The configuration it was started with (to restart it the same way).
+    pub config: Config,
+    data: Option<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the service with the default configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the service after `adjust` has changed the test configuration.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let mut config = test_config(data.path());
+    adjust(&mut config);
+    let mut app = start(config).await;
+    app.data = Some(data);
+    app
+}
+
+/// A configuration for tests: ephemeral port, data and rules in `dir`, small cache.
+pub fn test_config(dir: &Path) -> Config {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules directory");
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.join("data"),
+        rules_dir: rules,
+        ..Config::default()
+    }
+}
+
+async fn start(config: Config) -> TestApp {
+    let application = Application::build(config.clone())
+        .await
+        .expect("the service starts");
+    let address = application.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        config,
+        data: None,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    /// The rules directory.
+    pub fn rules_dir(&self) -> PathBuf {
+        self.config.rules_dir.clone()
+    }
+
+    /// Posts `body` to `/webhooks/{source}`.
+    pub async fn post_raw(&self, source: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/webhooks/{source}")))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent")
+    }
+
+    /// Posts a fixture file (`fixtures/<path>`) and returns status and JSON answer.
+    pub async fn post_fixture(&self, source: &str, fixture: &str) -> (u16, Value) {
+        let response = self.post_raw(source, read_fixture(fixture)).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Posts `body` and returns status and JSON answer.
+    pub async fn post(&self, source: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self.post_raw(source, body).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// GETs `path` and returns status and JSON answer.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request is sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Returns the events of `/api/events?{query}`.
+    pub async fn events(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/api/events?{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["events"].as_array().expect("events array").clone()
+    }
+
+    /// Stops the service gracefully, keeping the data directory.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server stops cleanly");
+        }
+    }
+
+    /// Stops the service and starts it again on the same data directory.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let data = self.data.take();
+        let mut restarted = start(self.config.clone()).await;
+        restarted.data = data;
+        *self = restarted;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Reads `fixtures/<path>` from the crate root.
+pub fn read_fixture(path: &str) -> Vec<u8> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path);
+    std::fs::read(&full).unwrap_or_else(|error| panic!("{}: {error}", full.display()))
+}
+
+/// Returns every fixture path (`provider/case.json`) under `fixtures/`.
+pub fn all_fixtures() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut found = Vec::new();
+    for provider in std::fs::read_dir(&root).expect("fixtures directory") {
+        let provider = provider.expect("entry").path();
+        if !provider.is_dir() {
+            continue;
+        }
+        for case in std::fs::read_dir(&provider).expect("provider directory") {
+            let case = case.expect("entry").path();
+            if case.extension().is_some_and(|e| e == "json") {
+                found.push(
+                    case.strip_prefix(&root)
+                        .expect("under fixtures")
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                );
+            }
+        }
+    }
+    found.sort();
+    found
+}
