@@ -94,8 +94,11 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init_tracing();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // Commands other than `serve` print results; keep the log to warnings there.
+    let level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    telemetry::init_tracing(level);
+    match run(cli).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -196,7 +199,7 @@ async fn eval(config: &Config, rule: &Path, event: &Path, source: Option<String>
     };
     let engine = Rules::new(testing::limits(config), &config.rules.vars);
     let compiled = engine.compile_file(rule)?;
-    let trial = testing::trial(config, rule, &source, &[], body, &serde_json::Map::new()).await?;
+    let trial = testing::trial(config, rule, &source, &[], body, &serde_json::Map::new(), &[]).await?;
     for (event, evaluation) in trial.events.iter().zip(&trial.evaluations) {
         say(&format!("event: {} {} ({})", event.kind.as_str(), event.recipient.as_str(), event.provider_event));
         if evaluation.ran == 0 {

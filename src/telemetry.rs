@@ -81,11 +81,12 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Installs the tracing subscriber: `RUST_LOG` filters (default `info`), `json` format when
-/// `MAILWARDEN_LOG_FORMAT=json`.
-pub fn init_tracing() {
+/// Installs the tracing subscriber: `RUST_LOG` filters (default `default_level`), `json`
+/// format when `MAILWARDEN_LOG_FORMAT=json`.
+pub fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = std::env::var("MAILWARDEN_LOG_FORMAT").is_ok_and(|format| format == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -217,6 +217,30 @@ fn register_actions(engine: &mut Engine) {
         },
     );
     engine.register_fn(
+        "suppression",
+        |target: &str| -> Result<Dynamic, Box<EvalAltResult>> {
+            let address = address("suppression", target)?;
+            let (history, now) = current(|state| (state.history.clone(), state.now))?;
+            let Some(history) = history else {
+                return Ok(Dynamic::UNIT);
+            };
+            let entry = history
+                .store
+                .suppression(&address)
+                .map_err(|error| runtime(format!("suppression: {error}")))?;
+            Ok(match entry.filter(|entry| entry.in_force(now)) {
+                Some(entry) => {
+                    let mut value = serde_json::to_value(&entry).unwrap_or(Value::Null);
+                    if let Value::Object(map) = &mut value {
+                        map.remove("history");
+                    }
+                    to_dynamic(&value)
+                }
+                None => Dynamic::UNIT,
+            })
+        },
+    );
+    engine.register_fn(
         "alert",
         |subject: Dynamic, body: Dynamic| -> Result<(), Box<EvalAltResult>> {
             record(Action::Alert {

@@ -12,6 +12,7 @@
 //! fixture = "fixtures/opptima/smtp_bounce.json"  # or: body = '''{"event": ...}'''
 //! history = ["fixtures/..."]                 # optional: paths or inline JSON bodies
 //! vars = { crm_url = "https://crm.example/hook" }   # optional, over [rules.vars]
+//! suppressed = [{ address = "a@example.com", rule = "subscription" }]  # optional
 //! expect = [{ type = "suppress", address = "test@testdomain.com" }]
 //! ```
 //!
@@ -30,6 +31,7 @@ use super::{Action, Evaluation, RuleSet, Rules};
 use crate::config::Config;
 use crate::event::Event;
 use crate::ingest::{IngestError, Ingestor};
+use crate::store::suppressions::SuppressRequest;
 use crate::store::{Store, StoreOptions};
 
 /// A test file: cases for one rule.
@@ -56,12 +58,33 @@ pub struct Case {
     /// Bodies ingested before (paths or inline JSON).
     #[serde(default)]
     pub history: Vec<String>,
+    /// Addresses on the suppression list before the case runs.
+    #[serde(default)]
+    pub suppressed: Vec<Seed>,
     /// Extra `config` values.
     #[serde(default)]
     pub vars: Map<String, Value>,
     /// Expected actions, in order; empty means none.
     #[serde(default)]
     pub expect: Vec<Map<String, Value>>,
+}
+
+/// A suppression present before a case runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// Address.
+    pub address: String,
+    /// Rule (or `manual`) that made it.
+    #[serde(default = "manual")]
+    pub rule: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
+fn manual() -> String {
+    "manual".to_owned()
 }
 
 /// Result of one case.
@@ -137,6 +160,7 @@ pub async fn trial(
     history: &[Vec<u8>],
     body: Vec<u8>,
     extra_vars: &Map<String, Value>,
+    suppressed: &[Seed],
 ) -> anyhow::Result<Trial> {
     let mut vars = config.rules.vars.clone();
     vars.extend(extra_vars.clone());
@@ -146,6 +170,17 @@ pub async fn trial(
     let set = RuleSet::new(vec![std::sync::Arc::new(rule)]);
     let scratch = ScratchStore::new()?;
     let store = scratch.store.clone().expect("open");
+    for seed in suppressed {
+        let request = SuppressRequest {
+            address: crate::event::EmailAddress::parse(&seed.address)?.as_str().to_owned(),
+            reason: seed.reason.clone(),
+            source: None,
+            event_id: None,
+            rule: seed.rule.clone(),
+            expires_at: None,
+        };
+        store.suppress(&request, jiff::Timestamp::now())?;
+    }
     let ingestor = Ingestor::new(store.clone(), config)?;
     let source = ingestor
         .source(source)
@@ -251,7 +286,16 @@ async fn run_case(
         .iter()
         .map(|entry| body_of(root, entry))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let trial = trial(config, rule_file, &case.source, &history, body, &case.vars).await?;
+    let trial = trial(
+        config,
+        rule_file,
+        &case.source,
+        &history,
+        body,
+        &case.vars,
+        &case.suppressed,
+    )
+    .await?;
     if let Some(error) = trial
         .evaluations
         .iter()

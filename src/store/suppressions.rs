@@ -81,3 +81,209 @@ impl Store {
             .is_some_and(|entry| entry.in_force(now)))
     }
 }
+
+/// A request to suppress an address.
+#[derive(Debug, Clone)]
+pub struct SuppressRequest {
+    /// Normalized address.
+    pub address: String,
+    /// Why.
+    pub reason: String,
+    /// Source of the causing event.
+    pub source: Option<String>,
+    /// Causing event.
+    pub event_id: Option<EventId>,
+    /// Rule name, `manual` or `import`.
+    pub rule: String,
+    /// Expiry; `None` is permanent.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// What a suppress request changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressOutcome {
+    /// The address was not suppressed; now it is.
+    Added,
+    /// It was suppressed until an earlier time; the expiry moved later.
+    Extended,
+    /// It was suppressed until some time; now it is permanent.
+    Upgraded,
+    /// It was already suppressed at least as long; nothing changed.
+    Unchanged,
+}
+
+impl Store {
+    /// Suppresses an address, keeping one entry per address: an existing entry is extended
+    /// or upgraded (permanent beats expiring), never shortened.
+    pub fn suppress(
+        &self,
+        request: &SuppressRequest,
+        now: Timestamp,
+    ) -> Result<(Suppression, SuppressOutcome), StoreError> {
+        self.update_suppression(&request.address, |existing| {
+            let change = |change: &str| Change {
+                at: now,
+                change: change.to_owned(),
+                by: request.rule.clone(),
+                reason: request.reason.clone(),
+            };
+            match existing {
+                Some(mut entry) if entry.in_force(now) => {
+                    let outcome = match (entry.expires_at, request.expires_at) {
+                        (None, _) => SuppressOutcome::Unchanged,
+                        (Some(_), None) => SuppressOutcome::Upgraded,
+                        (Some(old), Some(new)) if new > old => SuppressOutcome::Extended,
+                        (Some(_), Some(_)) => SuppressOutcome::Unchanged,
+                    };
+                    if outcome != SuppressOutcome::Unchanged {
+                        entry.expires_at = request.expires_at;
+                        entry.reason = request.reason.clone();
+                        entry.rule = request.rule.clone();
+                        entry.source = request.source.clone();
+                        entry.event_id = request.event_id;
+                        entry.updated_at = now;
+                        let name = if outcome == SuppressOutcome::Upgraded {
+                            "upgrade"
+                        } else {
+                            "extend"
+                        };
+                        push_history(&mut entry, change(name));
+                    }
+                    Some((entry, outcome))
+                }
+                previous => {
+                    let mut history = previous.map(|p| p.history).unwrap_or_default();
+                    history.push(change("suppress"));
+                    let mut entry = Suppression {
+                        address: request.address.clone(),
+                        reason: request.reason.clone(),
+                        source: request.source.clone(),
+                        event_id: request.event_id,
+                        rule: request.rule.clone(),
+                        created_at: now,
+                        updated_at: now,
+                        expires_at: request.expires_at,
+                        active: true,
+                        history: Vec::new(),
+                    };
+                    for item in history {
+                        push_history(&mut entry, item);
+                    }
+                    Some((entry, SuppressOutcome::Added))
+                }
+            }
+        })
+        .map(|result| result.expect("suppress always writes"))
+    }
+
+    /// Lifts the suppression of `address`, recording who and why. Returns the entry if the
+    /// address was suppressed.
+    pub fn unsuppress(
+        &self,
+        address: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<Suppression>, StoreError> {
+        self.update_suppression(address, |existing| {
+            let mut entry = existing.filter(|entry| entry.in_force(now))?;
+            entry.active = false;
+            entry.updated_at = now;
+            push_history(
+                &mut entry,
+                Change {
+                    at: now,
+                    change: "unsuppress".to_owned(),
+                    by: by.to_owned(),
+                    reason: reason.to_owned(),
+                },
+            );
+            Some((entry, ()))
+        })
+        .map(|result| result.map(|(entry, ())| entry))
+    }
+
+    /// Read-modify-write of one entry, atomic against concurrent writers. `change` returns
+    /// the new entry (and a result) or `None` to leave it as it is.
+    fn update_suppression<T: Clone>(
+        &self,
+        address: &str,
+        change: impl Fn(Option<Suppression>) -> Option<(Suppression, T)>,
+    ) -> Result<Option<(Suppression, T)>, StoreError> {
+        let tree = &self.trees().suppressions;
+        loop {
+            let current = tree.get(address.as_bytes())?;
+            let existing = match &current {
+                Some(bytes) => Some(serde_json::from_slice::<Suppression>(bytes).map_err(
+                    |error| StoreError::Corrupt {
+                        tree: keys::SUPPRESSIONS,
+                        reason: format!("{address}: {error}"),
+                    },
+                )?),
+                None => None,
+            };
+            let Some((entry, result)) = change(existing) else {
+                return Ok(None);
+            };
+            let bytes = serde_json::to_vec(&entry).expect("suppression serializes");
+            match tree.compare_and_swap(address.as_bytes(), current, Some(bytes))? {
+                Ok(()) => return Ok(Some((entry, result))),
+                // Someone else changed it in between: read again and redo the change.
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Iterates entries in address order starting after `after`, calling `visit` until it
+    /// returns false.
+    pub fn scan_suppressions(
+        &self,
+        after: Option<&str>,
+        mut visit: impl FnMut(Suppression) -> bool,
+    ) -> Result<(), StoreError> {
+        let tree = &self.trees().suppressions;
+        let iter = match after {
+            Some(after) => tree.range::<&[u8], _>((
+                std::ops::Bound::Excluded(after.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => tree.iter(),
+        };
+        for item in iter {
+            let (key, value) = item?;
+            let entry: Suppression =
+                serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                    tree: keys::SUPPRESSIONS,
+                    reason: format!("{}: {error}", String::from_utf8_lossy(&key)),
+                })?;
+            if !visit(entry) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes entries that expired before `now`; returns how many.
+    pub fn purge_expired_suppressions(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut expired = Vec::new();
+        self.scan_suppressions(None, |entry| {
+            if entry.active && entry.expires_at.is_some_and(|at| at <= now) {
+                expired.push(entry.address);
+            }
+            true
+        })?;
+        for address in &expired {
+            self.trees().suppressions.remove(address.as_bytes())?;
+        }
+        Ok(expired.len())
+    }
+}
+
+fn push_history(entry: &mut Suppression, change: Change) {
+    entry.history.push(change);
+    if entry.history.len() > MAX_HISTORY {
+        let excess = entry.history.len() - MAX_HISTORY;
+        entry.history.drain(..excess);
+    }
+}
