@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::actions::{Executor, Worker};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::Ingestor;
@@ -26,6 +27,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     runner: Runner,
+    executor: Arc<Executor>,
 }
 
 impl Application {
@@ -43,6 +45,7 @@ impl Application {
         )
         .context("cannot start the rules runner")?;
         let ingestor = Ingestor::new(store.clone(), &config)?.with_waker(runner.waker());
+        let executor = Arc::new(Executor::new(store.clone(), &config)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -58,6 +61,7 @@ impl Application {
             listener,
             state,
             runner,
+            executor,
         })
     }
 
@@ -82,7 +86,9 @@ impl Application {
             listener,
             state,
             runner,
+            executor,
         } = self;
+        let worker = Worker::start(executor);
         let store = state.store.clone();
         let router = api::router(state);
         tracing::info!(address = %listener.local_addr()?, "mailwarden listening");
@@ -90,6 +96,7 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .context("server failed")?;
+        worker.stop().await;
         tokio::task::spawn_blocking(move || runner.stop())
             .await
             .context("stopping the rules runner")?;

@@ -41,6 +41,94 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Rule engine settings.
     pub rules: RulesConfig,
+    /// Alert e-mail settings.
+    pub alerts: AlertsConfig,
+    /// Outbound HTTP calls (`http_post`).
+    pub outbound: OutboundConfig,
+}
+
+/// Alert e-mail settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Recipients of alerts that name none.
+    pub to: Vec<String>,
+    /// SMTP server; without it alerts are logged and listed in `GET /api/alerts`.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// How to reach the SMTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name.
+    pub host: String,
+    /// Port (default 587 for STARTTLS, 465 for TLS, 25 for none).
+    pub port: Option<u16>,
+    /// `none`, `starttls` or `tls`.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// Login, if the server wants one.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<Secret>,
+    /// Sender address.
+    pub from: String,
+    /// Seconds before giving up on the server.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_smtp_timeout() -> u64 {
+    15
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (local relays only).
+    None,
+    /// Upgrade with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+}
+
+/// Outbound HTTP settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Standard Webhooks signing secret (`whsec_<base64>`, or any text used as is).
+    pub signing_secret: Option<Secret>,
+    /// Seconds to connect.
+    pub connect_timeout_secs: u64,
+    /// Seconds for the whole call.
+    pub timeout_secs: u64,
+    /// Most response bytes read.
+    pub max_response_bytes: usize,
+    /// Most concurrent calls to one host.
+    pub per_host_concurrency: usize,
+    /// Delays before each retry, in seconds (jittered by ±20%).
+    pub retry_schedule_secs: Vec<u64>,
+    /// Hosts and networks that may be called although they are private or local
+    /// (`"127.0.0.1/32"`, `"10.0.0.0/8"`, `"crm.internal"`).
+    pub allow: Vec<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            signing_secret: None,
+            connect_timeout_secs: 5,
+            timeout_secs: 15,
+            max_response_bytes: 64 * 1024,
+            per_host_concurrency: 4,
+            retry_schedule_secs: vec![0, 5, 300, 1_800, 7_200, 18_000, 36_000, 36_000],
+            allow: Vec::new(),
+        }
+    }
 }
 
 /// Rule engine settings.
@@ -80,6 +168,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             sources: BTreeMap::new(),
             rules: RulesConfig::default(),
+            alerts: AlertsConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }

@@ -12,9 +12,11 @@
 //! - [`ingest`]: body checks, provider adapters, dedup keys, the ingest pipeline.
 //! - [`store`]: sled trees, group commit, queries.
 //! - [`rules`]: the Rhai rules engine, its runner and rule test cases.
+//! - [`actions`]: the outbox worker: suppressions, alert e-mail, outbound HTTP calls.
 //! - [`api`]: axum routes, errors, admin authentication.
 //! - [`telemetry`]: tracing and Prometheus metrics.
 
+pub mod actions;
 pub mod api;
 pub mod app;
 pub mod config;

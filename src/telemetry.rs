@@ -37,6 +37,16 @@ pub mod names {
     pub const PENDING_EVENTS: &str = "mailwarden_pending_events";
     /// Actions queued by rules, by type.
     pub const ACTIONS_QUEUED: &str = "mailwarden_actions_queued_total";
+    /// Actions completed, by type.
+    pub const ACTIONS_DONE: &str = "mailwarden_actions_done_total";
+    /// Action attempts that failed and were rescheduled, by type.
+    pub const ACTIONS_RETRIED: &str = "mailwarden_actions_retried_total";
+    /// Actions dead-lettered, by type.
+    pub const ACTIONS_DEAD: &str = "mailwarden_actions_dead_total";
+    /// Actions waiting in the outbox.
+    pub const OUTBOX_PENDING: &str = "mailwarden_outbox_pending";
+    /// Alerts, by outcome (sent, logged, folded).
+    pub const ALERTS: &str = "mailwarden_alerts_total";
     /// Requests sharing one group commit.
     pub const STORE_GROUP_REQUESTS: &str = "mailwarden_store_group_requests";
 }

@@ -7,6 +7,7 @@
 //! Every error is JSON ([`error::ApiError`]), including unknown routes and bad query
 //! strings.
 
+pub mod actions;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -57,6 +58,9 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(events::one))
         .route("/quarantine", get(events::quarantine))
         .route("/rules", get(rules::list))
+        .route("/outbox", get(actions::outbox))
+        .route("/outbox/{id}/retry", post(actions::retry))
+        .route("/alerts", get(actions::alerts))
         .route("/replay", post(rules::replay))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()

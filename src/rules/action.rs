@@ -96,6 +96,10 @@ pub struct QueuedAction {
     /// Result of the last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// For alerts: the throttling decision was made (to send), so retries do not count
+    /// the alert again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub throttle_checked: bool,
 }
 
 impl QueuedAction {
@@ -111,6 +115,7 @@ impl QueuedAction {
             attempts: 0,
             next_attempt_at: None,
             last_error: None,
+            throttle_checked: false,
         }
     }
 }

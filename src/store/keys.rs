@@ -14,6 +14,9 @@
 //! | `stats` | resolution (1 byte), bucket start in minutes (u64), source | 14 × u64 counts, one per kind |
 //! | `evaluations` | event id | evaluation JSON: which rules ran, matched, queued what |
 //! | `outbox` | action id | action JSON with its delivery state |
+//! | `outbox_dead` | action id | action JSON, dead-lettered |
+//! | `alerts` | alert id | alert JSON (sent, logged or folded) |
+//! | `alert_throttle` | throttle key | throttle window JSON |
 //! | `suppressions` | bare address | suppression JSON |
 //! | `meta` | name | value |
 
@@ -37,6 +40,12 @@ pub const STATS: &str = "stats";
 pub const EVALUATIONS: &str = "evaluations";
 /// Actions queued by rules, with their delivery state.
 pub const OUTBOX: &str = "outbox";
+/// Actions that will not be retried.
+pub const OUTBOX_DEAD: &str = "outbox_dead";
+/// Alerts, as sent or logged.
+pub const ALERTS: &str = "alerts";
+/// Open throttling windows of alerts.
+pub const ALERT_THROTTLE: &str = "alert_throttle";
 /// Suppressed addresses.
 pub const SUPPRESSIONS: &str = "suppressions";
 /// Store-wide settings such as the schema version.

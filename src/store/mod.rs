@@ -10,6 +10,7 @@ pub mod commit;
 pub mod events;
 pub mod history;
 pub mod keys;
+pub mod outbox;
 pub mod quarantine;
 pub mod rules;
 pub mod suppressions;
@@ -81,6 +82,9 @@ pub(crate) struct Trees {
     pub(crate) evaluations: sled::Tree,
     pub(crate) outbox: sled::Tree,
     pub(crate) suppressions: sled::Tree,
+    pub(crate) outbox_dead: sled::Tree,
+    pub(crate) alerts: sled::Tree,
+    pub(crate) alert_throttle: sled::Tree,
 }
 
 /// Handle to the store; cheap to clone, shared by every part of the service.
@@ -127,9 +131,19 @@ impl Store {
             evaluations: db.open_tree(keys::EVALUATIONS)?,
             outbox: db.open_tree(keys::OUTBOX)?,
             suppressions: db.open_tree(keys::SUPPRESSIONS)?,
+            outbox_dead: db.open_tree(keys::OUTBOX_DEAD)?,
+            alerts: db.open_tree(keys::ALERTS)?,
+            alert_throttle: db.open_tree(keys::ALERT_THROTTLE)?,
         };
         let mut last = 0;
-        for tree in [&trees.events, &trees.bodies, &trees.quarantine, &trees.outbox] {
+        for tree in [
+            &trees.events,
+            &trees.bodies,
+            &trees.quarantine,
+            &trees.outbox,
+            &trees.outbox_dead,
+            &trees.alerts,
+        ] {
             if let Some((key, _)) = tree.last()? {
                 last = last.max(EventId::from_be_slice(&key).map_or(0, |id| id.0));
             }

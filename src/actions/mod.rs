@@ -1,0 +1,339 @@
+//! Carrying out what rules asked for: the outbox worker.
+//!
+//! The worker polls the outbox for due actions and runs each at most once at a time:
+//! suppressions are applied to the store, alerts go through [`alerts`] (throttled, SMTP),
+//! HTTP calls through [`http`] (guarded, signed, retried on the configured schedule).
+//! An action leaves the outbox only after it succeeded or was dead-lettered, so a crash
+//! re-runs it after restart: at least once, never lost.
+
+pub mod alerts;
+pub mod http;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::event::EventId;
+use crate::rules::{Action, QueuedAction};
+use crate::store::outbox::OutboxStatus;
+use crate::store::suppressions::SuppressRequest;
+use crate::store::{Store, StoreError};
+use crate::telemetry::names;
+use alerts::{AlertRecord, Mailer, SendError, Throttle};
+use http::{CallOutcome, Caller};
+
+/// How often the worker looks for due actions.
+const POLL: Duration = Duration::from_millis(200);
+/// Most actions started per poll.
+const BATCH: usize = 256;
+/// How long shutdown waits for calls in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything needed to run actions.
+pub struct Executor {
+    store: Store,
+    mailer: Mailer,
+    caller: Caller,
+    schedule: Vec<u64>,
+    public_url: Option<String>,
+    in_flight: Mutex<HashSet<EventId>>,
+}
+
+impl Executor {
+    /// Builds the mailer and HTTP client from the settings.
+    pub fn new(store: Store, config: &Config) -> anyhow::Result<Executor> {
+        Ok(Executor {
+            store,
+            mailer: Mailer::new(&config.alerts)?,
+            caller: Caller::new(&config.outbound)?,
+            schedule: config.outbound.retry_schedule_secs.clone(),
+            public_url: config.public_url.clone(),
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Runs one action to its next state.
+    async fn run(&self, mut action: QueuedAction) -> Result<(), StoreError> {
+        let id = action.id.expect("stored actions have ids");
+        let kind = action.action.kind();
+        let now = Timestamp::now();
+        let result = match action.action.clone() {
+            Action::Suppress {
+                address,
+                reason,
+                ttl_seconds,
+            } => {
+                let source = match action.event_id {
+                    Some(event) => self.store.event(event)?.map(|e| e.source),
+                    None => None,
+                };
+                let request = SuppressRequest {
+                    address,
+                    reason,
+                    source,
+                    event_id: action.event_id,
+                    rule: action.rule.clone(),
+                    expires_at: ttl_seconds.map(|ttl| now + SignedDuration::from_secs(ttl)),
+                };
+                self.store.suppress(&request, now)?;
+                Step::Done
+            }
+            Action::Unsuppress { address, reason } => {
+                self.store.unsuppress(&address, &action.rule, &reason, now)?;
+                Step::Done
+            }
+            Action::Alert {
+                to,
+                subject,
+                body,
+                key,
+                once_per_seconds,
+            } => {
+                self.alert(&mut action, &to, &subject, &body, key.as_deref(), once_per_seconds)
+                    .await?
+            }
+            Action::HttpPost { url, body, headers } => {
+                match self.caller.post(id, &url, &body, &headers).await {
+                    CallOutcome::Done(_) => Step::Done,
+                    CallOutcome::Retry { error, retry_after } => Step::Retry(error, retry_after),
+                    CallOutcome::Dead(error) => Step::Dead(error),
+                }
+            }
+        };
+        match result {
+            Step::Done => {
+                self.store.finish_action(id)?;
+                metrics::counter!(names::ACTIONS_DONE, "type" => kind).increment(1);
+            }
+            Step::Retry(error, retry_after) => {
+                action.attempts += 1;
+                action.last_error = Some(error.clone());
+                match self.delay(action.attempts, retry_after) {
+                    Some(delay) => {
+                        action.next_attempt_at = Some(now + delay);
+                        tracing::warn!(action = %id, kind, attempts = action.attempts, %error, "action failed; will retry");
+                        metrics::counter!(names::ACTIONS_RETRIED, "type" => kind).increment(1);
+                        self.store.update_action(&action)?;
+                    }
+                    None => {
+                        let why = format!("gave up after {} attempts: {error}", action.attempts);
+                        self.dead(&mut action, why)?;
+                    }
+                }
+            }
+            Step::Dead(error) => {
+                action.attempts += 1;
+                self.dead(&mut action, error)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn dead(&self, action: &mut QueuedAction, error: String) -> Result<(), StoreError> {
+        tracing::error!(action = ?action.id, kind = action.action.kind(), %error, "action dead-lettered");
+        metrics::counter!(names::ACTIONS_DEAD, "type" => action.action.kind()).increment(1);
+        action.status = "dead".to_owned();
+        action.last_error = Some(error);
+        action.next_attempt_at = None;
+        self.store.move_action(action, OutboxStatus::Dead)?;
+        Ok(())
+    }
+
+    /// Delay before attempt `attempts + 1`, or `None` when the schedule is exhausted.
+    fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Option<SignedDuration> {
+        let base = *self.schedule.get(attempts as usize)?;
+        // ±20% jitter so that many failures do not retry in lockstep.
+        let jittered = base as f64 * (0.8 + 0.4 * fastrand::f64());
+        let seconds = jittered.max(retry_after.map_or(0.0, |d| d.as_secs_f64()));
+        Some(SignedDuration::from_secs_f64(seconds))
+    }
+
+    async fn alert(
+        &self,
+        action: &mut QueuedAction,
+        to: &[String],
+        subject: &str,
+        body: &str,
+        key: Option<&str>,
+        once_per: Option<i64>,
+    ) -> Result<Step, StoreError> {
+        let now = Timestamp::now();
+        let recipients = self.mailer.recipients(to);
+        if let (Some(key), Some(once_per), false) = (key, once_per, action.throttle_checked) {
+            let decision = alerts::throttle(&self.store, key, once_per, subject, &recipients, &action.rule, now)?;
+            if decision == Throttle::Folded {
+                metrics::counter!(names::ALERTS, "outcome" => "folded").increment(1);
+                self.log_alert(action, "folded", &recipients, subject, body)?;
+                return Ok(Step::Done);
+            }
+            action.throttle_checked = true;
+            self.store.update_action(action)?;
+        }
+        let full_body = self.alert_body(action, body)?;
+        if !self.mailer.enabled() {
+            tracing::warn!(rule = %action.rule, subject, "alert (no SMTP configured; kept in /api/alerts)");
+            metrics::counter!(names::ALERTS, "outcome" => "logged").increment(1);
+            self.log_alert(action, "logged", &recipients, subject, &full_body)?;
+            return Ok(Step::Done);
+        }
+        match self.mailer.send(&recipients, subject, &full_body).await {
+            Ok(()) => {
+                metrics::counter!(names::ALERTS, "outcome" => "sent").increment(1);
+                self.log_alert(action, "sent", &recipients, subject, &full_body)?;
+                Ok(Step::Done)
+            }
+            Err(SendError::Temporary(error)) => Ok(Step::Retry(format!("SMTP: {error}"), None)),
+            Err(SendError::Permanent(error)) => Ok(Step::Dead(format!("SMTP: {error}"))),
+        }
+    }
+
+    fn log_alert(
+        &self,
+        action: &QueuedAction,
+        status: &'static str,
+        to: &[String],
+        subject: &str,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        self.store.log_alert(&AlertRecord {
+            at: Timestamp::now(),
+            status,
+            rule: action.rule.clone(),
+            event_id: action.event_id,
+            to: to.to_vec(),
+            subject: format!("{} {subject}", alerts::SUBJECT_PREFIX),
+            body: body.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    /// The rule's text, then the rule name, the event's key fields and a link to it.
+    fn alert_body(&self, action: &QueuedAction, body: &str) -> Result<String, StoreError> {
+        let mut text = format!("{body}\n\n-- \nRule: {}\n", action.rule);
+        if let Some(id) = action.event_id {
+            if let Some(event) = self.store.event(id)? {
+                text.push_str(&format!(
+                    "Event: {id}\nKind: {}\nRecipient: {}\nSource: {} ({})\n",
+                    event.kind.as_str(),
+                    event.recipient.as_str(),
+                    event.source,
+                    event.provider
+                ));
+                if let Some(at) = event.occurred_at {
+                    text.push_str(&format!("Occurred at: {at}\n"));
+                }
+                if let Some(response) = &event.smtp_response {
+                    text.push_str(&format!("SMTP response: {response}\n"));
+                }
+            }
+            if let Some(url) = &self.public_url {
+                text.push_str(&format!("Details: {}/api/events/{id}\n", url.trim_end_matches('/')));
+            }
+        }
+        Ok(text)
+    }
+
+    /// Queues digests for throttle windows that ended.
+    fn queue_digests(&self) -> Result<(), StoreError> {
+        let digests = alerts::close_windows(&self.store, Timestamp::now())?;
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let queued: Vec<Vec<u8>> = digests
+            .into_iter()
+            .map(|digest| {
+                let action = Action::Alert {
+                    to: digest.to,
+                    subject: digest.subject,
+                    body: digest.body,
+                    key: None,
+                    once_per_seconds: None,
+                };
+                let queued = QueuedAction::new(None, &digest.rule, action, now);
+                serde_json::to_vec(&queued).expect("action serializes")
+            })
+            .collect();
+        self.store.queue_actions(&queued)?;
+        Ok(())
+    }
+}
+
+enum Step {
+    Done,
+    Retry(String, Option<Duration>),
+    Dead(String),
+}
+
+/// The running worker.
+pub struct Worker {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts polling the outbox.
+    pub fn start(executor: Arc<Executor>) -> Worker {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(work(executor, stopped));
+        Worker { stop, task }
+    }
+
+    /// Stops taking new actions and waits (briefly) for those in flight; unfinished ones
+    /// stay in the outbox for the next start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "action worker failed");
+        }
+    }
+}
+
+async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
+    let mut running = JoinSet::new();
+    loop {
+        let due = {
+            let executor = executor.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<QueuedAction>, StoreError> {
+                executor.queue_digests()?;
+                metrics::gauge!(names::OUTBOX_PENDING).set(executor.store.pending_actions() as f64);
+                executor.store.due_actions(Timestamp::now(), BATCH)
+            })
+            .await
+        };
+        match due {
+            Ok(Ok(actions)) => {
+                for action in actions {
+                    let id = action.id.expect("stored actions have ids");
+                    if !executor.in_flight.lock().expect("in-flight lock").insert(id) {
+                        continue;
+                    }
+                    let executor = executor.clone();
+                    running.spawn(async move {
+                        if let Err(error) = executor.run(action).await {
+                            tracing::error!(action = %id, %error, "action could not be recorded; it will run again");
+                        }
+                        executor.in_flight.lock().expect("in-flight lock").remove(&id);
+                    });
+                }
+            }
+            Ok(Err(error)) => tracing::error!(%error, "cannot read the outbox"),
+            Err(error) => tracing::error!(%error, "outbox poll failed"),
+        }
+        while running.try_join_next().is_some() {}
+        tokio::select! {
+            _ = stopped.changed() => break,
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    running.abort_all();
+}

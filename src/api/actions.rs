@@ -1,0 +1,90 @@
+//! The outbox, dead letters and the alert log.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiQuery, AppState};
+use crate::event::EventId;
+use crate::store::outbox::OutboxStatus;
+
+/// Query string of `GET /api/outbox`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxParams {
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn cursor(text: Option<&str>) -> Result<Option<EventId>, ApiError> {
+    text.map(|c| {
+        c.parse()
+            .map_err(|_| ApiError::bad_request("bad_cursor", "cursor: use next_cursor from a previous page"))
+    })
+    .transpose()
+}
+
+/// `GET /api/outbox?status=pending|dead&limit=&cursor=`.
+pub async fn outbox(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<OutboxParams>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match params.status.as_deref().unwrap_or("pending") {
+        "pending" => OutboxStatus::Pending,
+        "dead" => OutboxStatus::Dead,
+        _ => return Err(ApiError::bad_request("bad_status", "status must be pending or dead")),
+    };
+    let limit = params.limit.unwrap_or(50).clamp(1, 1000);
+    let (actions, next) = state
+        .store
+        .actions_page(status, cursor(params.cursor.as_deref())?, limit)?;
+    Ok(Json(json!({ "actions": actions, "next_cursor": next })))
+}
+
+/// `POST /api/outbox/{id}/retry`: a dead action goes back to pending with a fresh retry
+/// schedule; a pending one is made due now.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: EventId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_id", "not an action id"))?;
+    let now = Timestamp::now();
+    if let Some(mut action) = state.store.action(id, OutboxStatus::Dead)? {
+        action.status = "pending".to_owned();
+        action.attempts = 0;
+        action.next_attempt_at = Some(now);
+        state.store.move_action(&action, OutboxStatus::Pending)?;
+        return Ok(Json(json!({ "action": action })));
+    }
+    if let Some(mut action) = state.store.action(id, OutboxStatus::Pending)? {
+        action.next_attempt_at = Some(now);
+        state.store.update_action(&action)?;
+        return Ok(Json(json!({ "action": action })));
+    }
+    Err(ApiError::not_found(format!("no action {id}")))
+}
+
+/// Query string of `GET /api/alerts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/alerts`: alerts sent, logged (no SMTP configured) or folded, newest first.
+pub async fn alerts(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<AlertsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = params.limit.unwrap_or(50).clamp(1, 1000);
+    let (alerts, next) = state
+        .store
+        .alerts_page(cursor(params.cursor.as_deref())?, limit)?;
+    Ok(Json(json!({ "alerts": alerts, "next_cursor": next })))
+}

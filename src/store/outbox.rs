@@ -1,0 +1,219 @@
+//! The outbox of actions queued by rules, the dead letters, and the alert log with its
+//! throttling windows. Workers read due actions, run them, then remove them (done),
+//! rewrite them (rescheduled) or move them to `outbox_dead`, so a crash at any point
+//! leaves the action pending and it runs again later: at least once, never lost.
+
+use jiff::Timestamp;
+use serde::{Serialize, de::DeserializeOwned};
+use sled::Transactional;
+use sled::transaction::TransactionError;
+
+use super::{Store, StoreError, keys};
+use crate::event::EventId;
+use crate::rules::QueuedAction;
+
+fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|error| StoreError::Corrupt {
+        tree,
+        reason: format!("{}: {error}", String::from_utf8_lossy(key)),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("record serializes")
+}
+
+fn id_of(tree: &'static str, key: &[u8]) -> Result<EventId, StoreError> {
+    EventId::from_be_slice(key).ok_or_else(|| StoreError::Corrupt {
+        tree,
+        reason: "key is not an id".into(),
+    })
+}
+
+/// Which list of actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// Given up on.
+    Dead,
+}
+
+impl Store {
+    fn outbox_tree(&self, status: OutboxStatus) -> (&sled::Tree, &'static str) {
+        match status {
+            OutboxStatus::Pending => (&self.trees().outbox, keys::OUTBOX),
+            OutboxStatus::Dead => (&self.trees().outbox_dead, keys::OUTBOX_DEAD),
+        }
+    }
+
+    /// Returns up to `limit` pending actions due at `now`, oldest first.
+    pub fn due_actions(&self, now: Timestamp, limit: usize) -> Result<Vec<QueuedAction>, StoreError> {
+        let mut due = Vec::new();
+        for item in self.trees().outbox.iter() {
+            let (key, value) = item?;
+            let mut action: QueuedAction = decode(keys::OUTBOX, &key, &value)?;
+            if action.next_attempt_at.is_none_or(|at| at <= now) {
+                action.id = Some(id_of(keys::OUTBOX, &key)?);
+                due.push(action);
+                if due.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// Returns how many actions are pending.
+    pub fn pending_actions(&self) -> usize {
+        self.trees().outbox.len()
+    }
+
+    /// Removes a finished action.
+    pub fn finish_action(&self, id: EventId) -> Result<(), StoreError> {
+        self.trees().outbox.remove(id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Rewrites a pending action (after a failed attempt).
+    pub fn update_action(&self, action: &QueuedAction) -> Result<(), StoreError> {
+        let id = action.id.expect("a stored action has an id");
+        // Only if still there: a concurrent retry/dead move wins.
+        let tree = &self.trees().outbox;
+        let key = id.to_be_bytes();
+        if tree.contains_key(key)? {
+            tree.insert(key, encode(action))?;
+        }
+        Ok(())
+    }
+
+    /// Moves an action between pending and dead, atomically.
+    pub fn move_action(
+        &self,
+        action: &QueuedAction,
+        to: OutboxStatus,
+    ) -> Result<bool, StoreError> {
+        let id = action.id.expect("a stored action has an id");
+        let key = id.to_be_bytes();
+        let value = encode(action);
+        let (pending, dead) = (&self.trees().outbox, &self.trees().outbox_dead);
+        let (from_tree, to_tree) = match to {
+            OutboxStatus::Dead => (pending, dead),
+            OutboxStatus::Pending => (dead, pending),
+        };
+        (from_tree, to_tree)
+            .transaction(|(from, to)| {
+                if from.remove(&key)?.is_none() {
+                    return Ok(false);
+                }
+                to.insert(&key, value.as_slice())?;
+                Ok(true)
+            })
+            .map_err(|error: TransactionError<()>| match error {
+                TransactionError::Abort(()) => StoreError::Commit("move aborted".into()),
+                TransactionError::Storage(error) => StoreError::Sled(error),
+            })
+    }
+
+    /// Returns one action.
+    pub fn action(&self, id: EventId, status: OutboxStatus) -> Result<Option<QueuedAction>, StoreError> {
+        let (tree, name) = self.outbox_tree(status);
+        let Some(value) = tree.get(id.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let mut action: QueuedAction = decode(name, &id.to_be_bytes(), &value)?;
+        action.id = Some(id);
+        Ok(Some(action))
+    }
+
+    /// Returns a page of actions, newest first.
+    pub fn actions_page(
+        &self,
+        status: OutboxStatus,
+        before: Option<EventId>,
+        limit: usize,
+    ) -> Result<(Vec<QueuedAction>, Option<EventId>), StoreError> {
+        let (tree, name) = self.outbox_tree(status);
+        let upper = before.unwrap_or(EventId(u64::MAX)).to_be_bytes();
+        let mut page = Vec::new();
+        for item in tree.range(..upper).rev() {
+            let (key, value) = item?;
+            let mut action: QueuedAction = decode(name, &key, &value)?;
+            let id = id_of(name, &key)?;
+            action.id = Some(id);
+            page.push(action);
+            if page.len() >= limit.max(1) {
+                return Ok((page, Some(id)));
+            }
+        }
+        Ok((page, None))
+    }
+
+    /// Appends a record to the alert log; returns its id.
+    pub fn log_alert<T: Serialize>(&self, record: &T) -> Result<EventId, StoreError> {
+        let id = self.next_id();
+        self.trees().alerts.insert(id.to_be_bytes(), encode(record))?;
+        Ok(id)
+    }
+
+    /// Returns a page of the alert log, newest first, as stored JSON values.
+    pub fn alerts_page(
+        &self,
+        before: Option<EventId>,
+        limit: usize,
+    ) -> Result<(Vec<serde_json::Value>, Option<EventId>), StoreError> {
+        let upper = before.unwrap_or(EventId(u64::MAX)).to_be_bytes();
+        let mut page = Vec::new();
+        for item in self.trees().alerts.range(..upper).rev() {
+            let (key, value) = item?;
+            let mut record: serde_json::Value = decode(keys::ALERTS, &key, &value)?;
+            let id = id_of(keys::ALERTS, &key)?;
+            if let serde_json::Value::Object(map) = &mut record {
+                map.insert("id".into(), serde_json::json!(id));
+            }
+            page.push(record);
+            if page.len() >= limit.max(1) {
+                return Ok((page, Some(id)));
+            }
+        }
+        Ok((page, None))
+    }
+
+    /// Reads and rewrites the throttle window of `key` atomically; `change` returns the
+    /// new window (or `None` to delete it) and a result.
+    pub fn update_throttle<W, R>(
+        &self,
+        key: &str,
+        change: impl Fn(Option<W>) -> (Option<W>, R),
+    ) -> Result<R, StoreError>
+    where
+        W: Serialize + DeserializeOwned,
+    {
+        let tree = &self.trees().alert_throttle;
+        loop {
+            let current = tree.get(key.as_bytes())?;
+            let window = match &current {
+                Some(bytes) => Some(decode(keys::ALERT_THROTTLE, key.as_bytes(), bytes)?),
+                None => None,
+            };
+            let (next, result) = change(window);
+            let next = next.map(|window| encode(&window));
+            if tree.compare_and_swap(key.as_bytes(), current, next)?.is_ok() {
+                return Ok(result);
+            }
+        }
+    }
+
+    /// Returns every throttle window, by key.
+    pub fn throttle_windows<W: DeserializeOwned>(&self) -> Result<Vec<(String, W)>, StoreError> {
+        let mut windows = Vec::new();
+        for item in self.trees().alert_throttle.iter() {
+            let (key, value) = item?;
+            windows.push((
+                String::from_utf8_lossy(&key).into_owned(),
+                decode(keys::ALERT_THROTTLE, &key, &value)?,
+            ));
+        }
+        Ok(windows)
+    }
+}
