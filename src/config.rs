@@ -488,4 +488,12 @@ mod tests {
         );
         assert_eq!(config.listen.port(), 9999);
     }
+
+    #[test]
+    fn the_example_file_documents_valid_settings() {
+        let text = include_str!("../mailwarden.example.toml");
+        let config = Config::from_toml(text).expect("example parses");
+        config.validate().expect("example validates");
+        assert_eq!(config.rules.vars["min_volume"], 1000);
+    }
 }

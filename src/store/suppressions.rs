@@ -60,7 +60,46 @@ impl Suppression {
     }
 }
 
+/// The fields of an entry that decide whether it suppresses, read without its history
+/// (the cheap form used by bulk checks before sending).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SuppressionStatus {
+    /// Why it is suppressed.
+    pub reason: String,
+    /// Rule that caused it, or `manual` / `import`.
+    pub rule: String,
+    /// When it stops counting; `None` is permanent.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// Whether it is in force.
+    pub active: bool,
+}
+
+impl SuppressionStatus {
+    /// Returns whether the entry suppresses its address at `now`.
+    pub fn in_force(&self, now: Timestamp) -> bool {
+        self.active && self.expires_at.is_none_or(|expires| expires > now)
+    }
+}
+
 impl Store {
+    /// Returns what decides whether `address` (normalized) is suppressed, without decoding
+    /// its history: one point read.
+    pub fn suppression_status(
+        &self,
+        address: &str,
+    ) -> Result<Option<SuppressionStatus>, StoreError> {
+        let Some(value) = self.trees().suppressions.get(address.as_bytes())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&value)
+            .map(Some)
+            .map_err(|error| StoreError::Corrupt {
+                tree: keys::SUPPRESSIONS,
+                reason: format!("{address}: {error}"),
+            })
+    }
+
     /// Returns the entry for `address` (normalized), in force or not.
     pub fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError> {
         let Some(value) = self.trees().suppressions.get(address.as_bytes())? else {
@@ -121,6 +160,19 @@ impl Store {
         request: &SuppressRequest,
         now: Timestamp,
     ) -> Result<(Suppression, SuppressOutcome), StoreError> {
+        self.suppress_since(request, None, now)
+    }
+
+    /// Like [`Store::suppress`], but a newly added entry records `created_at` (clamped to
+    /// `now`) as the time it was first suppressed: used by imports to keep the dates of an
+    /// exported list. An entry already in force keeps its own `created_at`.
+    pub fn suppress_since(
+        &self,
+        request: &SuppressRequest,
+        created_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(Suppression, SuppressOutcome), StoreError> {
+        let created_at = created_at.map_or(now, |at| at.min(now));
         self.update_suppression(&request.address, |existing| {
             let change = |change: &str| Change {
                 at: now,
@@ -161,7 +213,7 @@ impl Store {
                         source: request.source.clone(),
                         event_id: request.event_id,
                         rule: request.rule.clone(),
-                        created_at: now,
+                        created_at,
                         updated_at: now,
                         expires_at: request.expires_at,
                         active: true,
