@@ -12,6 +12,8 @@ use mailwarden::rules::{Rules, replay, testing};
 use mailwarden::ingest::{IngestError, Ingestor};
 use mailwarden::{Application, app, telemetry};
 
+mod cli_suppressions;
+
 /// Self-hosted engine for e-mail delivery events.
 #[derive(Parser)]
 #[command(version, about)]
@@ -28,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Manage the suppression list of a running service over its HTTP API.
+    Suppressions(cli_suppressions::SuppressionsArgs),
     /// Run the service.
     Serve {
         /// Address to listen on (default 127.0.0.1:8080).
@@ -127,6 +131,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { source, files } => ingest_files(config, &source, &files).await,
+        Command::Suppressions(args) => {
+            cli_suppressions::run(args, config.admin_token.as_ref().map(|t| t.expose())).await
+        }
         Command::Check { rules } => {
             let dir = rules.unwrap_or(config.rules_dir.clone());
             let engine = Rules::new(testing::limits(&config), &config.rules.vars);

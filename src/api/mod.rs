@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod rules;
+pub mod suppressions;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -62,6 +63,16 @@ pub fn router(state: AppState) -> Router {
         .route("/outbox/{id}/retry", post(actions::retry))
         .route("/alerts", get(actions::alerts))
         .route("/replay", post(rules::replay))
+        .route("/suppressions", get(suppressions::list))
+        .route("/suppressions/check", post(suppressions::check))
+        .route("/suppressions/export", get(suppressions::export))
+        .route("/suppressions/import", post(suppressions::import))
+        .route(
+            "/suppressions/{address}",
+            get(suppressions::one)
+                .put(suppressions::put)
+                .delete(suppressions::remove),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/webhooks/{source}", post(webhooks::receive))

@@ -154,7 +154,7 @@ pub fn build(limits: &Limits) -> Engine {
             expired.then(|| Dynamic::from("wall-clock limit exceeded"))
         })
     });
-    engine.on_print(|message| log_line(message));
+    engine.on_print(log_line);
     engine.on_debug(|message, _, _| log_line(message));
     register_actions(&mut engine);
     register_history(&mut engine);
