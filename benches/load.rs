@@ -107,30 +107,92 @@ async fn run(settings: Settings) {
 
     // 1. Single-event posts (Opptima style), concurrency 64.
     let single: BodyFn = Arc::new(|n| (opptima_body(n), 1));
-    let c = measure(&client, "single event (Opptima)", "ceiling", ceiling, "opptima", &single, 64, 1, settings.phase, None).await;
+    let c = measure(
+        &client,
+        "single event (Opptima)",
+        "ceiling",
+        ceiling,
+        "opptima",
+        &single,
+        64,
+        1,
+        settings.phase,
+        None,
+    )
+    .await;
     let ceiling_single = c.requests_per_sec;
     results.push(c);
     let before = server.flushes(&client).await;
-    let mut m = measure(&client, "single event (Opptima)", "mailwarden", server.address, "opptima", &single, 64, 1, settings.phase, None).await;
+    let mut m = measure(
+        &client,
+        "single event (Opptima)",
+        "mailwarden",
+        server.address,
+        "opptima",
+        &single,
+        64,
+        1,
+        settings.phase,
+        None,
+    )
+    .await;
     m.ratio_to_ceiling = Some(m.requests_per_sec / ceiling_single);
-    m.fsyncs_per_request = Some((server.flushes(&client).await - before) / m.requests.max(1) as f64);
+    m.fsyncs_per_request =
+        Some((server.flushes(&client).await - before) / m.requests.max(1) as f64);
     let max_single = m.requests_per_sec;
     results.push(m);
 
     // 2. p99 at half the maximum request rate.
-    let mut half = measure(&client, "single event at 50% of max rate", "mailwarden", server.address, "opptima", &single, 64, 1, settings.phase, Some(max_single / 2.0)).await;
+    let mut half = measure(
+        &client,
+        "single event at 50% of max rate",
+        "mailwarden",
+        server.address,
+        "opptima",
+        &single,
+        64,
+        1,
+        settings.phase,
+        Some(max_single / 2.0),
+    )
+    .await;
     half.note = Some(format!("paced at {:.0} req/s", max_single / 2.0));
     results.push(half);
 
     // 3. SendPulse-style batches of 500 events.
     let batch: BodyFn = Arc::new(|n| (sendpulse_batch(n, 500, false), 500));
-    let c = measure(&client, "batches of 500 (SendPulse)", "ceiling", ceiling, "sendpulse", &batch, 8, 500, settings.phase, None).await;
+    let c = measure(
+        &client,
+        "batches of 500 (SendPulse)",
+        "ceiling",
+        ceiling,
+        "sendpulse",
+        &batch,
+        8,
+        500,
+        settings.phase,
+        None,
+    )
+    .await;
     let ceiling_batch = c.events_per_sec;
     results.push(c);
     let before = server.flushes(&client).await;
-    let mut m = measure(&client, "batches of 500 (SendPulse)", "mailwarden", server.address, "sendpulse", &batch, 8, 500, settings.phase, None).await;
+    let mut m = measure(
+        &client,
+        "batches of 500 (SendPulse)",
+        "mailwarden",
+        server.address,
+        "sendpulse",
+        &batch,
+        8,
+        500,
+        settings.phase,
+        None,
+    )
+    .await;
     m.ratio_to_ceiling = Some(m.events_per_sec / ceiling_batch);
-    m.fsyncs_per_request = Some((server.flushes(&client).await - before) / m.requests.max(1) as f64);
+    m.fsyncs_per_request =
+        Some((server.flushes(&client).await - before) / m.requests.max(1) as f64);
     results.push(m);
     let drain = server.drain_time(&client).await;
     extra.insert("drain_after_batches_secs".into(), json!(drain));
@@ -148,16 +210,36 @@ async fn run(settings: Settings) {
         server.stop();
         let data = work.path().join(format!("data-mixed-{extra_rules}"));
         server = Server::start(&data, &rules, &[]);
-        let started_evaluated = server.metric(&client, "mailwarden_events_evaluated_total").await;
+        let started_evaluated = server
+            .metric(&client, "mailwarden_events_evaluated_total")
+            .await;
         let load_started = Instant::now();
-        let mut m = measure(&client, &format!("mixed stream, shipped + {extra_rules} rules"), "mailwarden", server.address, "sendpulse", &mixed, 16, 100, settings.phase, None).await;
+        let mut m = measure(
+            &client,
+            &format!("mixed stream, shipped + {extra_rules} rules"),
+            "mailwarden",
+            server.address,
+            "sendpulse",
+            &mixed,
+            16,
+            100,
+            settings.phase,
+            None,
+        )
+        .await;
         let drain = server.drain_time(&client).await;
-        let evaluated = server.metric(&client, "mailwarden_events_evaluated_total").await - started_evaluated;
+        let evaluated = server
+            .metric(&client, "mailwarden_events_evaluated_total")
+            .await
+            - started_evaluated;
         let eval_rate = evaluated / (load_started.elapsed().as_secs_f64());
         m.note = Some(format!(
             "rules evaluated {eval_rate:.0} events/s overall; queue drained {drain:.2} s after the load stopped"
         ));
-        extra.insert(format!("rules_{extra_rules}_eval_events_per_sec"), json!(eval_rate));
+        extra.insert(
+            format!("rules_{extra_rules}_eval_events_per_sec"),
+            json!(eval_rate),
+        );
         extra.insert(format!("rules_{extra_rules}_drain_secs"), json!(drain));
         results.push(m);
     }
@@ -171,23 +253,43 @@ async fn run(settings: Settings) {
     let requests = settings.store_events / 500;
     let filled = fill_store(&client, server.address, &fill, requests).await;
     let fill_secs = fill_started.elapsed().as_secs_f64();
-    say(&format!("store filled with {filled} events in {fill_secs:.1} s ({:.0} events/s)", filled as f64 / fill_secs));
+    say(&format!(
+        "store filled with {filled} events in {fill_secs:.1} s ({:.0} events/s)",
+        filled as f64 / fill_secs
+    ));
     server.drain_time(&client).await;
-    let m = measure(&client, &format!("ingest into a store of {filled} events"), "mailwarden", server.address, "sendpulse", &batch, 8, 500, settings.phase, None).await;
+    let m = measure(
+        &client,
+        &format!("ingest into a store of {filled} events"),
+        "mailwarden",
+        server.address,
+        "sendpulse",
+        &batch,
+        8,
+        500,
+        settings.phase,
+        None,
+    )
+    .await;
     results.push(m);
     let query = query_latency(&client, server.address, 200).await;
     extra.insert("recipient_query_p50_ms".into(), json!(query.0));
     extra.insert("recipient_query_p99_ms".into(), json!(query.1));
     let disk = dir_size(&big);
     let stored = server.metric(&client, "mailwarden_events_total").await;
-    extra.insert("bytes_on_disk_per_event".into(), json!(disk as f64 / stored.max(1.0)));
+    extra.insert(
+        "bytes_on_disk_per_event".into(),
+        json!(disk as f64 / stored.max(1.0)),
+    );
     let reopen = server.kill_and_reopen(&client);
     extra.insert("reopen_after_kill9_secs".into(), json!(reopen));
 
     // 6. Suppression checks against a large list.
     let loaded = load_suppressions(&client, server.address, settings.suppressed).await;
-    let (single_p50, single_p99) = suppression_get(&client, server.address, settings.suppressed, 1000).await;
-    let (check_p50, check_p99) = suppression_check(&client, server.address, settings.suppressed, 100).await;
+    let (single_p50, single_p99) =
+        suppression_get(&client, server.address, settings.suppressed, 1000).await;
+    let (check_p50, check_p99) =
+        suppression_check(&client, server.address, settings.suppressed, 100).await;
     extra.insert("suppressions_loaded".into(), json!(loaded));
     extra.insert("suppression_get_p50_ms".into(), json!(single_p50));
     extra.insert("suppression_get_p99_ms".into(), json!(single_p99));
@@ -198,12 +300,26 @@ async fn run(settings: Settings) {
     server.stop();
 
     print_table(&results);
-    say(&format!("recipient query over {filled} events: p50 {:.2} ms, p99 {:.2} ms", query.0, query.1));
-    say(&format!("bytes on disk per stored event: {:.0}", disk as f64 / stored.max(1.0)));
-    say(&format!("reopen after kill -9 with {filled} events: {reopen:.2} s"));
-    say(&format!("suppression GET against {loaded}: p50 {single_p50:.2} ms, p99 {single_p99:.2} ms"));
-    say(&format!("suppression check of 1000 against {loaded}: p50 {check_p50:.2} ms, p99 {check_p99:.2} ms"));
-    say(&format!("peak server RSS (all scenarios, last server process): {rss:.0} MB"));
+    say(&format!(
+        "recipient query over {filled} events: p50 {:.2} ms, p99 {:.2} ms",
+        query.0, query.1
+    ));
+    say(&format!(
+        "bytes on disk per stored event: {:.0}",
+        disk as f64 / stored.max(1.0)
+    ));
+    say(&format!(
+        "reopen after kill -9 with {filled} events: {reopen:.2} s"
+    ));
+    say(&format!(
+        "suppression GET against {loaded}: p50 {single_p50:.2} ms, p99 {single_p99:.2} ms"
+    ));
+    say(&format!(
+        "suppression check of 1000 against {loaded}: p50 {check_p50:.2} ms, p99 {check_p99:.2} ms"
+    ));
+    say(&format!(
+        "peak server RSS (all scenarios, last server process): {rss:.0} MB"
+    ));
 
     let output = json!({
         "date": jiff::Timestamp::now().to_string(),
@@ -215,7 +331,11 @@ async fn run(settings: Settings) {
     });
     let dir = repo().join("target").join("bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
-    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&output).expect("json")).expect("write results");
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec_pretty(&output).expect("json"),
+    )
+    .expect("write results");
     say(&format!("written {}", dir.join("results.json").display()));
 }
 
@@ -316,7 +436,9 @@ async fn start_ceiling() -> SocketAddr {
         }
     }
     let router = axum::Router::new().route("/webhooks/{source}", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, router).await });
     address
@@ -373,7 +495,8 @@ impl Server {
     }
 
     fn sample_rss(&mut self) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         if let Some(kb) = status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -414,7 +537,9 @@ impl Server {
         loop {
             self.sample_rss();
             let stored = self.metric(client, "mailwarden_events_total").await;
-            let evaluated = self.metric(client, "mailwarden_events_evaluated_total").await;
+            let evaluated = self
+                .metric(client, "mailwarden_events_evaluated_total")
+                .await;
             if evaluated >= stored || started.elapsed() > Duration::from_secs(600) {
                 return started.elapsed().as_secs_f64();
             }
@@ -438,7 +563,9 @@ impl Server {
     fn stop(&mut self) {
         self.sample_rss();
         // SIGTERM for a clean stop.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -480,7 +607,8 @@ async fn measure(
     let pace = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, body, errors) = (client.clone(), url.clone(), body.clone(), errors.clone());
+        let (client, url, body, errors) =
+            (client.clone(), url.clone(), body.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut next = Instant::now();
@@ -550,13 +678,24 @@ async fn measure(
     measurement
 }
 
-async fn fill_store(client: &reqwest::Client, address: SocketAddr, body: &BodyFn, requests: usize) -> usize {
+async fn fill_store(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    body: &BodyFn,
+    requests: usize,
+) -> usize {
     let url = format!("http://{address}/webhooks/sendpulse");
     let next = Arc::new(AtomicUsize::new(0));
     let stored = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (client, url, body, next, stored) = (client.clone(), url.clone(), body.clone(), next.clone(), stored.clone());
+        let (client, url, body, next, stored) = (
+            client.clone(),
+            url.clone(),
+            body.clone(),
+            next.clone(),
+            stored.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -566,7 +705,10 @@ async fn fill_store(client: &reqwest::Client, address: SocketAddr, body: &BodyFn
                 let (payload, _) = body(n as u64);
                 if let Ok(response) = client.post(&url).body(payload).send().await {
                     if let Ok(answer) = response.json::<Value>().await {
-                        stored.fetch_add(answer["accepted"].as_u64().unwrap_or(0) as usize, Ordering::Relaxed);
+                        stored.fetch_add(
+                            answer["accepted"].as_u64().unwrap_or(0) as usize,
+                            Ordering::Relaxed,
+                        );
                     }
                 }
             }
@@ -594,9 +736,16 @@ where
     (pick(0.5), pick(0.99))
 }
 
-async fn query_latency(client: &reqwest::Client, address: SocketAddr, samples: usize) -> (f64, f64) {
+async fn query_latency(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    samples: usize,
+) -> (f64, f64) {
     timed(samples, |i| {
-        let url = format!("http://{address}/api/events?recipient=user{}@example.com&limit=50", (i * 7919) % 100_000);
+        let url = format!(
+            "http://{address}/api/events?recipient=user{}@example.com&limit=50",
+            (i * 7919) % 100_000
+        );
         let client = client.clone();
         async move {
             if let Ok(response) = client.get(url).send().await {
@@ -624,14 +773,23 @@ async fn load_suppressions(client: &reqwest::Client, address: SocketAddr, count:
             .json()
             .await
             .unwrap_or(Value::Null);
-        loaded += answer["added"].as_u64().unwrap_or(0) as usize + answer["updated"].as_u64().unwrap_or(0) as usize;
+        loaded += answer["added"].as_u64().unwrap_or(0) as usize
+            + answer["updated"].as_u64().unwrap_or(0) as usize;
     }
     loaded
 }
 
-async fn suppression_get(client: &reqwest::Client, address: SocketAddr, count: usize, samples: usize) -> (f64, f64) {
+async fn suppression_get(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    count: usize,
+    samples: usize,
+) -> (f64, f64) {
     timed(samples, |i| {
-        let url = format!("http://{address}/api/suppressions/blocked{}@example.net", (i * 7919) % count.max(1));
+        let url = format!(
+            "http://{address}/api/suppressions/blocked{}@example.net",
+            (i * 7919) % count.max(1)
+        );
         let client = client.clone();
         async move {
             let _ = client.get(url).send().await;
@@ -640,7 +798,12 @@ async fn suppression_get(client: &reqwest::Client, address: SocketAddr, count: u
     .await
 }
 
-async fn suppression_check(client: &reqwest::Client, address: SocketAddr, count: usize, samples: usize) -> (f64, f64) {
+async fn suppression_check(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    count: usize,
+    samples: usize,
+) -> (f64, f64) {
     timed(samples, |i| {
         // Half suppressed, half not.
         let addresses: Vec<String> = (0..1000)
@@ -683,7 +846,17 @@ fn print_table(results: &[Measurement]) {
     say("");
     say(&format!(
         "| {:<38} | {:<10} | {:>4} | {:>5} | {:>9} | {:>10} | {:>7} | {:>7} | {:>8} | {:>6} | {:>6} |",
-        "scenario", "target", "conc", "batch", "req/s", "events/s", "p50 ms", "p99 ms", "max ms", "ratio", "fsync/r"
+        "scenario",
+        "target",
+        "conc",
+        "batch",
+        "req/s",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "ratio",
+        "fsync/r"
     ));
     say(&format!("|{}|", "-".repeat(140)));
     for m in results {
@@ -698,8 +871,10 @@ fn print_table(results: &[Measurement]) {
             m.p50_ms,
             m.p99_ms,
             m.max_ms,
-            m.ratio_to_ceiling.map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
-            m.fsyncs_per_request.map_or("-".to_owned(), |f| format!("{f:.3}")),
+            m.ratio_to_ceiling
+                .map_or("-".to_owned(), |r| format!("{:.0}%", r * 100.0)),
+            m.fsyncs_per_request
+                .map_or("-".to_owned(), |f| format!("{f:.3}")),
         ));
         if let Some(note) = &m.note {
             say(&format!("|   {note}"));

@@ -17,7 +17,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::ingest::auth::Token;
-use crate::rules::runner::{Runner, RulesState};
+use crate::rules::runner::{RulesState, Runner};
 use crate::rules::{Rules, testing};
 use crate::store::{Store, StoreOptions};
 use crate::telemetry;

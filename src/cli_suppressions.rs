@@ -97,10 +97,17 @@ enum SuppressionsCommand {
 
 /// Runs `mailwarden suppressions ...`. `configured_token` is the admin token of the settings,
 /// used when neither `--token` nor `MAILWARDEN_ADMIN_TOKEN` gives one.
-pub async fn run(args: SuppressionsArgs, configured_token: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    args: SuppressionsArgs,
+    configured_token: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let server = args
         .server
-        .or_else(|| std::env::var("MAILWARDEN_URL").ok().filter(|url| !url.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("MAILWARDEN_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty())
+        })
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
     let token = args
         .token
@@ -130,9 +137,15 @@ pub async fn run(args: SuppressionsArgs, configured_token: Option<&str>) -> anyh
                 body["ttl_seconds"] = json!(days * 86_400);
             }
             let answer = api
-                .send(api.request(Method::PUT, &["suppressions", &address], &[])?.json(&body))
+                .send(
+                    api.request(Method::PUT, &["suppressions", &address], &[])?
+                        .json(&body),
+                )
                 .await?;
-            let answer: Value = answer.json().await.context("the server's answer is not JSON")?;
+            let answer: Value = answer
+                .json()
+                .await
+                .context("the server's answer is not JSON")?;
             say(&format!(
                 "{}\t{}\t{}",
                 text(&answer["outcome"]),
@@ -147,16 +160,26 @@ pub async fn run(args: SuppressionsArgs, configured_token: Option<&str>) -> anyh
                 body["reason"] = json!(reason);
             }
             let answer = api
-                .send(api.request(Method::DELETE, &["suppressions", &address], &[])?.json(&body))
+                .send(
+                    api.request(Method::DELETE, &["suppressions", &address], &[])?
+                        .json(&body),
+                )
                 .await?;
-            let answer: Value = answer.json().await.context("the server's answer is not JSON")?;
+            let answer: Value = answer
+                .json()
+                .await
+                .context("the server's answer is not JSON")?;
             say(&format!("removed\t{}", text(&answer["address"])));
             Ok(ExitCode::SUCCESS)
         }
         SuppressionsCommand::Import { file } => import(&api, &file).await,
         SuppressionsCommand::Export { format } => {
             let answer = api
-                .send(api.request(Method::GET, &["suppressions", "export"], &[("format", &format)])?)
+                .send(api.request(
+                    Method::GET,
+                    &["suppressions", "export"],
+                    &[("format", &format)],
+                )?)
                 .await?;
             let bytes = answer.bytes().await.context("the export was cut short")?;
             let mut stdout = std::io::stdout().lock();
@@ -233,7 +256,11 @@ impl Api {
             .ok()
             .and_then(|value| {
                 let error = value.get("error")?;
-                Some(format!("{}: {}", text(&error["code"]), text(&error["message"])))
+                Some(format!(
+                    "{}: {}",
+                    text(&error["code"]),
+                    text(&error["message"])
+                ))
             })
             .unwrap_or(body);
         bail!("the service answered {status}: {message}")
@@ -251,7 +278,9 @@ async fn list(
     let mut cursor: Option<String> = None;
     let mut shown = 0usize;
     loop {
-        let page = limit.map_or(PAGE, |limit| (limit - shown).clamp(1, PAGE)).to_string();
+        let page = limit
+            .map_or(PAGE, |limit| (limit - shown).clamp(1, PAGE))
+            .to_string();
         let mut params: Vec<(&str, &str)> = vec![("limit", &page)];
         for (name, value) in [
             ("reason", &reason),

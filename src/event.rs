@@ -350,7 +350,8 @@ pub struct Event {
     /// Recipient's user agent (opens, clicks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
-    /// Recipient's IP address (opens, clicks) or the requesting IP, as the provider gives it.
+    /// Reader's IP address on opens and clicks, as the provider gives it. (Where a provider
+    /// reports the IP that submitted the message, it is kept in `metadata`.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
     /// Provider tags.

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use std::path::Path;
 
 use mailwarden::config::Config;
-use mailwarden::rules::{Rules, replay, testing};
 use mailwarden::ingest::{IngestError, Ingestor};
+use mailwarden::rules::{Rules, replay, testing};
 use mailwarden::{Application, app, telemetry};
 
 mod cli_suppressions;
@@ -100,7 +100,11 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands other than `serve` print results; keep the log to warnings there.
-    let level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
+    let level = if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     telemetry::init_tracing(level);
     match run(cli).await {
         Ok(code) => code,
@@ -141,14 +145,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for rule in &compiled {
                 let kinds = rule.kinds.as_ref().map_or_else(
                     || "every kind".to_owned(),
-                    |kinds| kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                    |kinds| {
+                        kinds
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
                 );
                 say(&format!("ok    {} (on: {kinds})", rule.name));
             }
             for error in &errors {
                 say(&format!("error {error}"));
             }
-            say(&format!("{} rules compiled, {} failed", compiled.len(), errors.len()));
+            say(&format!(
+                "{} rules compiled, {} failed",
+                compiled.len(),
+                errors.len()
+            ));
             Ok(exit(errors.is_empty()))
         }
         Command::Test { rules } => {
@@ -158,26 +172,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for result in &results {
                 match &result.failure {
                     None => say(&format!("PASS  {}: {}", result.rule, result.case)),
-                    Some(why) => say(&format!("FAIL  {}: {}\n      {why}", result.rule, result.case)),
+                    Some(why) => say(&format!(
+                        "FAIL  {}: {}\n      {why}",
+                        result.rule, result.case
+                    )),
                 }
             }
-            say(&format!("{} cases, {} passed, {failed} failed", results.len(), results.len() - failed));
+            say(&format!(
+                "{} cases, {} passed, {failed} failed",
+                results.len(),
+                results.len() - failed
+            ));
             Ok(exit(failed == 0 && !results.is_empty()))
         }
-        Command::Eval { rule, event, source } => eval(&config, &rule, &event, source).await,
-        Command::Replay { since, until, rule, dry_run, rules } => {
+        Command::Eval {
+            rule,
+            event,
+            source,
+        } => eval(&config, &rule, &event, source).await,
+        Command::Replay {
+            since,
+            until,
+            rule,
+            dry_run,
+            rules,
+        } => {
             if let Some(rules) = rules {
                 config.rules_dir = rules;
             }
             let state = app::load_rules(&config)?;
             let set = state.current();
             if let Some(name) = &rule {
-                anyhow::ensure!(set.get(name).is_some(), "no rule named `{name}` in {}", config.rules_dir.display());
+                anyhow::ensure!(
+                    set.get(name).is_some(),
+                    "no rule named `{name}` in {}",
+                    config.rules_dir.display()
+                );
             }
             let store = app::open_store(&config)?;
             let until = until.unwrap_or_else(jiff::Timestamp::now);
             let report = tokio::task::spawn_blocking(move || {
-                replay::replay(state.rules(), &set, &store, since, until, rule.as_deref(), dry_run)
+                replay::replay(
+                    state.rules(),
+                    &set,
+                    &store,
+                    since,
+                    until,
+                    rule.as_deref(),
+                    dry_run,
+                )
             })
             .await??;
             say(&serde_json::to_string_pretty(&report)?);
@@ -187,7 +230,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn exit(success: bool) -> ExitCode {
-    if success { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Writes one line of command output.
@@ -196,7 +243,12 @@ fn say(line: &str) {
     println!("{line}");
 }
 
-async fn eval(config: &Config, rule: &Path, event: &Path, source: Option<String>) -> anyhow::Result<ExitCode> {
+async fn eval(
+    config: &Config,
+    rule: &Path,
+    event: &Path,
+    source: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let body = std::fs::read(event).with_context(|| format!("cannot read {}", event.display()))?;
     let source = match source {
         Some(source) => source,
@@ -206,12 +258,39 @@ async fn eval(config: &Config, rule: &Path, event: &Path, source: Option<String>
     };
     let engine = Rules::new(testing::limits(config), &config.rules.vars);
     let compiled = engine.compile_file(rule)?;
-    let trial = testing::trial(config, rule, &source, &[], body, &serde_json::Map::new(), &[]).await?;
+    let trial = testing::trial(
+        config,
+        rule,
+        &source,
+        &[],
+        body,
+        &serde_json::Map::new(),
+        &[],
+    )
+    .await?;
     for (event, evaluation) in trial.events.iter().zip(&trial.evaluations) {
-        say(&format!("event: {} {} ({})", event.kind.as_str(), event.recipient.as_str(), event.provider_event));
+        say(&format!(
+            "event: {} {} ({})",
+            event.kind.as_str(),
+            event.recipient.as_str(),
+            event.provider_event
+        ));
         if evaluation.ran == 0 {
-            let kinds = compiled.kinds.as_ref().map(|kinds| kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-            say(&format!("  not run: the rule is limited to `// on: {kinds}` and this event is `{}`", event.kind.as_str()));
+            let kinds = compiled
+                .kinds
+                .as_ref()
+                .map(|kinds| {
+                    kinds
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            say(&format!(
+                "  not run: the rule is limited to `// on: {kinds}` and this event is `{}`",
+                event.kind.as_str()
+            ));
             continue;
         }
         let outcomes: Vec<_> = evaluation.rules.iter().collect();

@@ -16,7 +16,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AlertsConfig, SmtpTls};
-use crate::event::{EventId};
+use crate::event::EventId;
 use crate::store::{Store, StoreError};
 
 /// Subject prefix of every alert.
@@ -63,7 +63,8 @@ pub fn throttle(
     store.update_throttle::<Window, Throttle>(key, |window| match window {
         Some(mut window) if window.ends_at > now => {
             window.folded += 1;
-            if window.samples.len() < DIGEST_SAMPLES && !window.samples.iter().any(|s| s == subject) {
+            if window.samples.len() < DIGEST_SAMPLES && !window.samples.iter().any(|s| s == subject)
+            {
                 window.samples.push(subject.to_owned());
             }
             (Some(window), Throttle::Folded)
@@ -108,17 +109,21 @@ pub fn close_windows(store: &Store, now: Timestamp) -> Result<Vec<Digest>, Store
         if window.ends_at > now {
             continue;
         }
-        let closed = store.update_throttle::<Window, Option<Window>>(&key, |current| match current {
-            Some(current) if current.ends_at <= now => (None, Some(current)),
-            other => (other, None),
-        })?;
+        let closed =
+            store.update_throttle::<Window, Option<Window>>(&key, |current| match current {
+                Some(current) if current.ends_at <= now => (None, Some(current)),
+                other => (other, None),
+            })?;
         let Some(window) = closed.filter(|w| w.folded > 0) else {
             continue;
         };
         let span = humanize(window.seconds);
         let first = window.samples.first().cloned().unwrap_or_default();
         digests.push(Digest {
-            subject: format!("{} more alerts like \"{first}\" in the last {span}", window.folded),
+            subject: format!(
+                "{} more alerts like \"{first}\" in the last {span}",
+                window.folded
+            ),
             body: format!(
                 "{} more alerts with key \"{key}\" (rule {}) arrived in the last {span} and were \
                  folded into this digest.\n\nSubjects:\n{}\n",
@@ -207,7 +212,8 @@ impl Mailer {
             .port(port)
             .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
         if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
         Ok(Mailer {
             transport: Some(builder.build()),
@@ -245,9 +251,9 @@ impl Mailer {
             .subject(format!("{SUBJECT_PREFIX} {subject}"))
             .header(ContentType::TEXT_PLAIN);
         for recipient in to {
-            let mailbox: Mailbox = recipient
-                .parse()
-                .map_err(|error| SendError::Permanent(format!("recipient `{recipient}`: {error}")))?;
+            let mailbox: Mailbox = recipient.parse().map_err(|error| {
+                SendError::Permanent(format!("recipient `{recipient}`: {error}"))
+            })?;
             message = message.to(mailbox);
         }
         let message = message

@@ -64,7 +64,9 @@ impl AllowList {
     }
 
     fn allows_host(&self, host: &str) -> bool {
-        self.hosts.iter().any(|allowed| allowed == &host.to_ascii_lowercase())
+        self.hosts
+            .iter()
+            .any(|allowed| allowed == &host.to_ascii_lowercase())
     }
 
     fn allows_ip(&self, ip: IpAddr) -> bool {
@@ -122,9 +124,8 @@ impl Resolve for GuardedResolver {
         let allow = self.allow.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if allow.allows_host(&host) {
                 return Ok(Box::new(addresses.into_iter()) as Addrs);
             }
@@ -141,7 +142,9 @@ impl Resolve for GuardedResolver {
                 .collect();
             if permitted.is_empty() {
                 let message = refused.unwrap_or_else(|| format!("{host} has no address"));
-                return Err(Box::new(GuardError(message)) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(GuardError(message)) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(permitted.into_iter()) as Addrs)
         })
@@ -333,7 +336,17 @@ mod tests {
 
     #[test]
     fn guard_refuses_internal_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1", "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+            "0.0.0.0",
+        ] {
             assert!(forbidden_ip(ip.parse().unwrap()).is_some(), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:4700::1111"] {
@@ -359,7 +372,10 @@ mod tests {
     #[test]
     fn retry_after_in_seconds() {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("999999"), Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_retry_after("999999"),
+            Some(Duration::from_secs(86_400))
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -31,6 +31,8 @@ use http::{CallOutcome, Caller};
 const POLL: Duration = Duration::from_millis(200);
 /// Most actions started per poll.
 const BATCH: usize = 256;
+/// How often expired suppressions are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 /// How long shutdown waits for calls in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -84,7 +86,8 @@ impl Executor {
                 Step::Done
             }
             Action::Unsuppress { address, reason } => {
-                self.store.unsuppress(&address, &action.rule, &reason, now)?;
+                self.store
+                    .unsuppress(&address, &action.rule, &reason, now)?;
                 Step::Done
             }
             Action::Alert {
@@ -94,8 +97,15 @@ impl Executor {
                 key,
                 once_per_seconds,
             } => {
-                self.alert(&mut action, &to, &subject, &body, key.as_deref(), once_per_seconds)
-                    .await?
+                self.alert(
+                    &mut action,
+                    &to,
+                    &subject,
+                    &body,
+                    key.as_deref(),
+                    once_per_seconds,
+                )
+                .await?
             }
             Action::HttpPost { url, body, headers } => {
                 match self.caller.post(id, &url, &body, &headers).await {
@@ -165,7 +175,15 @@ impl Executor {
         let now = Timestamp::now();
         let recipients = self.mailer.recipients(to);
         if let (Some(key), Some(once_per), false) = (key, once_per, action.throttle_checked) {
-            let decision = alerts::throttle(&self.store, key, once_per, subject, &recipients, &action.rule, now)?;
+            let decision = alerts::throttle(
+                &self.store,
+                key,
+                once_per,
+                subject,
+                &recipients,
+                &action.rule,
+                now,
+            )?;
             if decision == Throttle::Folded {
                 metrics::counter!(names::ALERTS, "outcome" => "folded").increment(1);
                 self.log_alert(action, "folded", &recipients, subject, body)?;
@@ -232,7 +250,10 @@ impl Executor {
                 }
             }
             if let Some(url) = &self.public_url {
-                text.push_str(&format!("Details: {}/api/events/{id}\n", url.trim_end_matches('/')));
+                text.push_str(&format!(
+                    "Details: {}/api/events/{id}\n",
+                    url.trim_end_matches('/')
+                ));
             }
         }
         Ok(text)
@@ -296,7 +317,27 @@ impl Worker {
 
 async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
     let mut running = JoinSet::new();
+    let mut last_purge: Option<std::time::Instant> = None;
     loop {
+        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(std::time::Instant::now());
+            let store = executor.store.clone();
+            // Expired entries already stop counting; this only reclaims their space.
+            running.spawn(async move {
+                match tokio::task::spawn_blocking(move || {
+                    store.purge_expired_suppressions(Timestamp::now())
+                })
+                .await
+                {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(purged)) => tracing::info!(purged, "expired suppressions purged"),
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "purging expired suppressions failed")
+                    }
+                    Err(error) => tracing::error!(%error, "purge task failed"),
+                }
+            });
+        }
         let due = {
             let executor = executor.clone();
             tokio::task::spawn_blocking(move || -> Result<Vec<QueuedAction>, StoreError> {
@@ -310,7 +351,12 @@ async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
             Ok(Ok(actions)) => {
                 for action in actions {
                     let id = action.id.expect("stored actions have ids");
-                    if !executor.in_flight.lock().expect("in-flight lock").insert(id) {
+                    if !executor
+                        .in_flight
+                        .lock()
+                        .expect("in-flight lock")
+                        .insert(id)
+                    {
                         continue;
                     }
                     let executor = executor.clone();

@@ -21,8 +21,9 @@ pub struct OutboxParams {
 
 fn cursor(text: Option<&str>) -> Result<Option<EventId>, ApiError> {
     text.map(|c| {
-        c.parse()
-            .map_err(|_| ApiError::bad_request("bad_cursor", "cursor: use next_cursor from a previous page"))
+        c.parse().map_err(|_| {
+            ApiError::bad_request("bad_cursor", "cursor: use next_cursor from a previous page")
+        })
     })
     .transpose()
 }
@@ -35,12 +36,18 @@ pub async fn outbox(
     let status = match params.status.as_deref().unwrap_or("pending") {
         "pending" => OutboxStatus::Pending,
         "dead" => OutboxStatus::Dead,
-        _ => return Err(ApiError::bad_request("bad_status", "status must be pending or dead")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_status",
+                "status must be pending or dead",
+            ));
+        }
     };
     let limit = params.limit.unwrap_or(50).clamp(1, 1000);
-    let (actions, next) = state
-        .store
-        .actions_page(status, cursor(params.cursor.as_deref())?, limit)?;
+    let (actions, next) =
+        state
+            .store
+            .actions_page(status, cursor(params.cursor.as_deref())?, limit)?;
     Ok(Json(json!({ "actions": actions, "next_cursor": next })))
 }
 

@@ -2,9 +2,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use jiff::Timestamp;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -98,24 +98,46 @@ pub async fn one(
     let Some(event) = state.store.event(id)? else {
         return Err(ApiError::not_found(format!("no event {id}")));
     };
-    let mut value = serde_json::to_value(&event).unwrap_or(Value::Null);
     let evaluation = match state.store.evaluation(id)? {
         Some(bytes) => serde_json::from_slice::<Evaluation>(&bytes).ok(),
         None => None,
     };
-    if let Value::Object(map) = &mut value {
-        match &evaluation {
-            Some(evaluation) => {
-                merge_rule_results(map, evaluation);
-                map.insert("evaluation".into(), json!(evaluation));
+    let mut event = event;
+    let mut rule_errors = Vec::new();
+    let evaluation = match evaluation {
+        Some(evaluation) => {
+            for tag in evaluation.tags() {
+                if !event.tags.contains(tag) {
+                    event.tags.push(tag.clone());
+                }
             }
-            None => {
-                let pending = state.store.is_pending(id)?;
-                map.insert("evaluation".into(), json!({ "pending": pending }));
+            for outcome in &evaluation.rules {
+                if let Some(error) = &outcome.error {
+                    rule_errors.push(json!({ "rule": outcome.rule, "error": error }));
+                }
             }
+            json!(evaluation)
         }
-    }
-    Ok(Json(value).into_response())
+        None => json!({ "pending": state.store.is_pending(id)? }),
+    };
+    // Serialized from the struct, never through `Value`, so `raw` stays byte for byte.
+    let body = serde_json::to_vec(&EventDetail {
+        event: &event,
+        rule_errors,
+        evaluation,
+    })
+    .map_err(|error| crate::store::StoreError::Commit(error.to_string()))?;
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// One event with what the rules did with it.
+#[derive(Serialize)]
+struct EventDetail<'a> {
+    #[serde(flatten)]
+    event: &'a crate::event::Event,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rule_errors: Vec<Value>,
+    evaluation: Value,
 }
 
 #[derive(Serialize)]
@@ -141,29 +163,6 @@ pub async fn quarantine(
     let before = params.cursor.as_deref().map(parse_cursor).transpose()?;
     let (entries, next) = state.store.quarantine_page(before, limit)?;
     Ok(Json(json!({ "entries": entries, "next_cursor": next })))
-}
-
-/// Adds the tags rules gave the event to its `tags`, and their failures as `rule_errors`.
-fn merge_rule_results(map: &mut serde_json::Map<String, Value>, evaluation: &Evaluation) {
-    let tags: Vec<&String> = evaluation.tags().collect();
-    if !tags.is_empty() {
-        let list = map.entry("tags").or_insert_with(|| json!([]));
-        if let Value::Array(list) = list {
-            for tag in tags {
-                if !list.iter().any(|t| t.as_str() == Some(tag)) {
-                    list.push(json!(tag));
-                }
-            }
-        }
-    }
-    let errors: Vec<Value> = evaluation
-        .rules
-        .iter()
-        .filter_map(|o| o.error.as_ref().map(|e| json!({ "rule": o.rule, "error": e })))
-        .collect();
-    if !errors.is_empty() {
-        map.insert("rule_errors".into(), Value::Array(errors));
-    }
 }
 
 /// Reads an RFC 3339 time (`2026-01-02T03:04:05Z`) or Unix seconds.

@@ -38,7 +38,9 @@ pub async fn replay(
     let request: ReplayRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::bad_request(
             "bad_request_body",
-            format!("expected {{\"since\": RFC 3339, \"until\"?, \"rule\"?, \"dry_run\"?}}: {error}"),
+            format!(
+                "expected {{\"since\": RFC 3339, \"until\"?, \"rule\"?, \"dry_run\"?}}: {error}"
+            ),
         )
     })?;
     let set = state.rules.current();

@@ -9,8 +9,9 @@
 //! 4. the events get their dedup keys ([`dedup_key`]) and are committed through the store's
 //!    group-commit writer, which answers once they are flushed.
 //!
-//! Everything a client can send ends in a 200 with counts or a 4xx with a reason; the body
-//! is kept either way. Only storage failures are 5xx.
+//! Everything a client can send ends in a 200 with counts or a 4xx with a reason; every
+//! body that is read is kept (bodies over the size limit are refused unread, with 413).
+//! Only storage failures are 5xx.
 
 pub mod auth;
 pub mod fields;
@@ -386,6 +387,9 @@ pub enum BodyError {
         /// What the parser found.
         message: String,
     },
+    /// Arrays and objects nested deeper than [`MAX_JSON_DEPTH`].
+    #[error("JSON nested deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
     /// JSON, but a string or number rather than an event or a list of events.
     #[error("expected a JSON object or array of objects, found {0}")]
     UnexpectedType(JsonType),
@@ -399,6 +403,7 @@ impl BodyError {
             BodyError::InvalidUtf8 { .. } => "invalid_utf8",
             BodyError::Malformed { .. } => "malformed_json",
             BodyError::UnexpectedType(_) => "unexpected_json_type",
+            BodyError::TooDeep => "json_too_deep",
         }
     }
 }
@@ -412,6 +417,11 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<&RawValue>, BodyError> {
     if text.trim().is_empty() {
         return Err(BodyError::Empty);
     }
+    // Checked before parsing: stored events must always be readable back, and readers
+    // (serde_json's default limit) stop at 128 levels.
+    if json_depth(text.as_bytes()) > MAX_JSON_DEPTH {
+        return Err(BodyError::TooDeep);
+    }
     let malformed = |error: serde_json::Error| BodyError::Malformed {
         line: error.line(),
         column: error.column(),
@@ -423,6 +433,37 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<&RawValue>, BodyError> {
         JsonType::Object => Ok(vec![document]),
         other => Err(BodyError::UnexpectedType(other)),
     }
+}
+
+/// Deepest nesting of arrays and objects accepted in a body. Provider payloads use a
+/// handful of levels; stored events add two (the event and its metadata).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Returns the deepest nesting of `[` and `{` outside strings.
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in bytes {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// serde_json appends " at line L column C"; the position is reported separately.
@@ -714,6 +755,14 @@ mod tests {
             error(b"42"),
             Some(BodyError::UnexpectedType(JsonType::Number))
         );
+        let deep = format!("[{{\"a\":{}{}}}]", "[".repeat(70), "]".repeat(70));
+        assert_eq!(error(deep.as_bytes()), Some(BodyError::TooDeep));
+        let fine = format!(
+            "[{{\"a\":{}{}, \"s\": \"[[[[\"}}]",
+            "[".repeat(20),
+            "]".repeat(20)
+        );
+        assert!(parse_body(fine.as_bytes()).is_ok());
         match parse_body(b"[\n {\"a\": 1},\n]") {
             Err(BodyError::Malformed { line, column, .. }) => assert_eq!((line, column), (3, 1)),
             other => panic!("unexpected {other:?}"),

@@ -104,7 +104,12 @@ pub struct QueuedAction {
 
 impl QueuedAction {
     /// A new pending action.
-    pub fn new(event_id: Option<EventId>, rule: &str, action: Action, now: Timestamp) -> QueuedAction {
+    pub fn new(
+        event_id: Option<EventId>,
+        rule: &str,
+        action: Action,
+        now: Timestamp,
+    ) -> QueuedAction {
         QueuedAction {
             id: None,
             event_id,

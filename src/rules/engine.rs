@@ -311,7 +311,8 @@ fn register_actions(engine: &mut Engine) {
 }
 
 fn http_post(url: &str, body: &Dynamic, headers: &Map) -> Result<(), Box<EvalAltResult>> {
-    let parsed = reqwest::Url::parse(url).map_err(|error| runtime(format!("http_post: `{url}`: {error}")))?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|error| runtime(format!("http_post: `{url}`: {error}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(runtime("http_post: only http and https URLs"));
     }

@@ -12,8 +12,8 @@
 //! - [`testing`]: rule test cases for `mailwarden test`.
 
 pub mod action;
-pub mod replay;
 pub mod engine;
+pub mod replay;
 pub mod runner;
 pub mod testing;
 
@@ -98,7 +98,11 @@ impl RuleSet {
         let mut by_kind = vec![Vec::new(); EventKind::ALL.len()];
         for (index, rule) in rules.iter().enumerate() {
             for kind in EventKind::ALL {
-                if rule.kinds.as_ref().is_none_or(|kinds| kinds.contains(&kind)) {
+                if rule
+                    .kinds
+                    .as_ref()
+                    .is_none_or(|kinds| kinds.contains(&kind))
+                {
                     by_kind[kind.index()].push(index);
                 }
             }
@@ -196,13 +200,18 @@ impl Rules {
             column,
             message,
         };
-        let kinds = parse_header(source).map_err(|(line, message)| error(Some(line), None, message))?;
+        let kinds =
+            parse_header(source).map_err(|(line, message)| error(Some(line), None, message))?;
         let ast = self
             .engine
             .compile_with_scope(&self.scope(Dynamic::UNIT), source)
             .map_err(|parse| {
                 let position = parse.position();
-                error(position.line(), position.position(), parse.err_type().to_string())
+                error(
+                    position.line(),
+                    position.position(),
+                    parse.err_type().to_string(),
+                )
             })?;
         Ok(Rule {
             name,
@@ -288,8 +297,9 @@ impl Rules {
             now,
         };
         let mut scope = self.scope(view);
-        let (result, state) =
-            engine::with_state(state, || self.engine.run_ast_with_scope(&mut scope, &rule.ast));
+        let (result, state) = engine::with_state(state, || {
+            self.engine.run_ast_with_scope(&mut scope, &rule.ast)
+        });
         metrics::counter!(names::RULE_RUNS).increment(1);
         match result {
             Ok(()) => RuleOutcome {
@@ -318,7 +328,9 @@ fn describe_error(error: &rhai::EvalAltResult) -> String {
     use rhai::EvalAltResult as E;
     let text = match error {
         E::ErrorTerminated(reason, _) => format!("stopped: {reason}"),
-        E::ErrorTooManyOperations(_) => "stopped: operation limit exceeded (endless loop?)".to_owned(),
+        E::ErrorTooManyOperations(_) => {
+            "stopped: operation limit exceeded (endless loop?)".to_owned()
+        }
         other => other.to_string(),
     };
     let position = error.position();
@@ -361,7 +373,10 @@ fn parse_header(source: &str) -> Result<Option<Vec<EventKind>>, (usize, String)>
                 let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
                 (
                     index + 1,
-                    format!("`// on:` names unknown kind `{name}` (known: {})", known.join(", ")),
+                    format!(
+                        "`// on:` names unknown kind `{name}` (known: {})",
+                        known.join(", ")
+                    ),
                 )
             })?;
             if !kinds.contains(&kind) {
@@ -399,7 +414,10 @@ mod tests {
             parse_header("// on: bounce, complaint\nlet x = 1;"),
             Ok(Some(vec![EventKind::Bounce, EventKind::Complaint]))
         );
-        assert_eq!(parse_header("// Suppress things.\n// on: open\n"), Ok(Some(vec![EventKind::Open])));
+        assert_eq!(
+            parse_header("// Suppress things.\n// on: open\n"),
+            Ok(Some(vec![EventKind::Open]))
+        );
         assert_eq!(parse_header("let x = 1;\n// on: open"), Ok(None));
         assert!(parse_header("// on: bouncy").is_err());
     }

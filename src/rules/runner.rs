@@ -21,8 +21,8 @@ use serde::Serialize;
 
 use super::{CompileError, Evaluation, QueuedAction, Rule, RuleSet, Rules, rule_files};
 use crate::event::EventKind;
-use crate::store::rules::EvaluatedEvent;
 use crate::store::Store;
+use crate::store::rules::EvaluatedEvent;
 use crate::telemetry::names;
 
 /// Events evaluated per transaction.
@@ -111,7 +111,12 @@ impl RulesState {
 
     /// Status of every rule, by name.
     pub fn status(&self) -> Vec<RuleStatus> {
-        self.status.lock().expect("status lock").values().cloned().collect()
+        self.status
+            .lock()
+            .expect("status lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn count(&self, evaluations: &[(EventKind, &Evaluation)], set: &RuleSet) {
@@ -311,7 +316,10 @@ fn evaluate_loop(state: &RulesState, store: &Store, woken: &mpsc::Receiver<()>) 
 }
 
 /// Evaluates up to one batch of pending events; returns how many.
-pub fn evaluate_batch(state: &RulesState, store: &Store) -> Result<usize, crate::store::StoreError> {
+pub fn evaluate_batch(
+    state: &RulesState,
+    store: &Store,
+) -> Result<usize, crate::store::StoreError> {
     let ids = store.pending(BATCH)?;
     if ids.is_empty() {
         metrics::gauge!(names::PENDING_EVENTS).set(0.0);
@@ -321,7 +329,16 @@ pub fn evaluate_batch(state: &RulesState, store: &Store) -> Result<usize, crate:
     let mut items = Vec::with_capacity(ids.len());
     let mut evaluations = Vec::with_capacity(ids.len());
     for id in &ids {
-        let Some(event) = store.event(*id)? else {
+        let event = match store.event(*id) {
+            Ok(event) => event,
+            // An unreadable event must not block the queue behind it.
+            Err(error @ crate::store::StoreError::Corrupt { .. }) => {
+                tracing::error!(event = %id, %error, "pending event unreadable; not evaluated");
+                None
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(event) = event else {
             // Cannot happen (stored together); drop it from the queue rather than spin.
             tracing::error!(event = %id, "pending event not found");
             items.push(EvaluatedEvent {

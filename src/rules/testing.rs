@@ -172,7 +172,9 @@ pub async fn trial(
     let store = scratch.store.clone().expect("open");
     for seed in suppressed {
         let request = SuppressRequest {
-            address: crate::event::EmailAddress::parse(&seed.address)?.as_str().to_owned(),
+            address: crate::event::EmailAddress::parse(&seed.address)?
+                .as_str()
+                .to_owned(),
             reason: seed.reason.clone(),
             source: None,
             event_id: None,

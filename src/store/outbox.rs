@@ -12,7 +12,11 @@ use super::{Store, StoreError, keys};
 use crate::event::EventId;
 use crate::rules::QueuedAction;
 
-fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+fn decode<T: DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(value).map_err(|error| StoreError::Corrupt {
         tree,
         reason: format!("{}: {error}", String::from_utf8_lossy(key)),
@@ -48,7 +52,11 @@ impl Store {
     }
 
     /// Returns up to `limit` pending actions due at `now`, oldest first.
-    pub fn due_actions(&self, now: Timestamp, limit: usize) -> Result<Vec<QueuedAction>, StoreError> {
+    pub fn due_actions(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<QueuedAction>, StoreError> {
         let mut due = Vec::new();
         for item in self.trees().outbox.iter() {
             let (key, value) = item?;
@@ -88,11 +96,7 @@ impl Store {
     }
 
     /// Moves an action between pending and dead, atomically.
-    pub fn move_action(
-        &self,
-        action: &QueuedAction,
-        to: OutboxStatus,
-    ) -> Result<bool, StoreError> {
+    pub fn move_action(&self, action: &QueuedAction, to: OutboxStatus) -> Result<bool, StoreError> {
         let id = action.id.expect("a stored action has an id");
         let key = id.to_be_bytes();
         let value = encode(action);
@@ -116,7 +120,11 @@ impl Store {
     }
 
     /// Returns one action.
-    pub fn action(&self, id: EventId, status: OutboxStatus) -> Result<Option<QueuedAction>, StoreError> {
+    pub fn action(
+        &self,
+        id: EventId,
+        status: OutboxStatus,
+    ) -> Result<Option<QueuedAction>, StoreError> {
         let (tree, name) = self.outbox_tree(status);
         let Some(value) = tree.get(id.to_be_bytes())? else {
             return Ok(None);
@@ -152,7 +160,9 @@ impl Store {
     /// Appends a record to the alert log; returns its id.
     pub fn log_alert<T: Serialize>(&self, record: &T) -> Result<EventId, StoreError> {
         let id = self.next_id();
-        self.trees().alerts.insert(id.to_be_bytes(), encode(record))?;
+        self.trees()
+            .alerts
+            .insert(id.to_be_bytes(), encode(record))?;
         Ok(id)
     }
 
@@ -198,7 +208,10 @@ impl Store {
             };
             let (next, result) = change(window);
             let next = next.map(|window| encode(&window));
-            if tree.compare_and_swap(key.as_bytes(), current, next)?.is_ok() {
+            if tree
+                .compare_and_swap(key.as_bytes(), current, next)?
+                .is_ok()
+            {
                 return Ok(result);
             }
         }

@@ -28,10 +28,12 @@ impl Store {
         let mut ids = Vec::with_capacity(limit.min(1024));
         for entry in self.trees().pending.iter().keys().take(limit) {
             let key = entry?;
-            ids.push(EventId::from_be_slice(&key).ok_or_else(|| StoreError::Corrupt {
-                tree: keys::PENDING,
-                reason: "key is not an event id".into(),
-            })?);
+            ids.push(
+                EventId::from_be_slice(&key).ok_or_else(|| StoreError::Corrupt {
+                    tree: keys::PENDING,
+                    reason: "key is not an event id".into(),
+                })?,
+            );
         }
         Ok(ids)
     }

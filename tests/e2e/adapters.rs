@@ -90,7 +90,11 @@ fn check(provider: &str, event: &Value, element: &Value, expected: &Expected) {
     let text = |value: Option<&str>| value.map(|text| json!(text));
     assert!(event.is_object(), "{context}");
     assert_eq!(field("source"), Some(json!(provider)), "source; {context}");
-    assert_eq!(field("provider"), Some(json!(provider)), "provider; {context}");
+    assert_eq!(
+        field("provider"),
+        Some(json!(provider)),
+        "provider; {context}"
+    );
     assert_eq!(
         field("provider_event"),
         Some(json!(expected.provider_event)),
@@ -115,7 +119,11 @@ fn check(provider: &str, event: &Value, element: &Value, expected: &Expected) {
                 .unwrap_or_else(|| panic!("occurred_at missing; {context}"));
             assert!(stored.ends_with('Z'), "occurred_at not in UTC; {context}");
             let stored: Timestamp = stored.parse().expect("occurred_at is RFC 3339");
-            assert_eq!(stored, at.parse::<Timestamp>().unwrap(), "occurred_at; {context}");
+            assert_eq!(
+                stored,
+                at.parse::<Timestamp>().unwrap(),
+                "occurred_at; {context}"
+            );
         }
         None => assert_eq!(field("occurred_at"), None, "occurred_at; {context}"),
     }
@@ -153,10 +161,22 @@ fn check(provider: &str, event: &Value, element: &Value, expected: &Expected) {
         text(expected.smtp_response),
         "smtp_response; {context}"
     );
-    assert_eq!(field("subject"), text(expected.subject), "subject; {context}");
+    assert_eq!(
+        field("subject"),
+        text(expected.subject),
+        "subject; {context}"
+    );
     assert_eq!(field("sender"), text(expected.sender), "sender; {context}");
-    assert_eq!(field("campaign"), text(expected.campaign), "campaign; {context}");
-    assert_eq!(field("click_url"), text(expected.click_url), "click_url; {context}");
+    assert_eq!(
+        field("campaign"),
+        text(expected.campaign),
+        "campaign; {context}"
+    );
+    assert_eq!(
+        field("click_url"),
+        text(expected.click_url),
+        "click_url; {context}"
+    );
     assert_eq!(
         field("user_agent"),
         text(expected.user_agent),
@@ -171,7 +191,11 @@ fn check(provider: &str, event: &Value, element: &Value, expected: &Expected) {
         other => Some(other.clone()),
     };
     assert_eq!(field("metadata"), metadata, "metadata; {context}");
-    assert_eq!(field("warnings"), list(expected.warnings), "warnings; {context}");
+    assert_eq!(
+        field("warnings"),
+        list(expected.warnings),
+        "warnings; {context}"
+    );
     assert_eq!(field("raw").as_ref(), Some(element), "raw; {context}");
 }
 
@@ -180,11 +204,7 @@ async fn assert_fixture(fixture: &str, expected: &[Expected]) {
     let provider = fixture.split('/').next().expect("provider directory");
     let ingested = ingest(fixture).await;
     assert_eq!(ingested.events.len(), expected.len(), "{fixture}");
-    for ((event, element), expected) in ingested
-        .events
-        .iter()
-        .zip(&ingested.elements)
-        .zip(expected)
+    for ((event, element), expected) in ingested.events.iter().zip(&ingested.elements).zip(expected)
     {
         check(provider, event, element, expected);
     }
@@ -665,7 +685,12 @@ async fn sendpulse_bulk_campaign_events() {
             },
             Expected {
                 reason: Some("spam"),
-                ..bulk("spam", "complaint", "angry@example.net", "2022-07-28T08:51:40Z")
+                ..bulk(
+                    "spam",
+                    "complaint",
+                    "angry@example.net",
+                    "2022-07-28T08:51:40Z",
+                )
             },
             Expected {
                 reason: Some("unsubscribed"),

@@ -86,7 +86,11 @@ impl TestApp {
     }
 
     /// Posts `body` to `/webhooks/{source}`.
-    pub async fn post_raw(&self, source: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    pub async fn post_raw(
+        &self,
+        source: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(&format!("/webhooks/{source}")))
             .header("content-type", "application/json")
@@ -135,7 +139,9 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server stops cleanly");
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
     }
 
@@ -159,7 +165,9 @@ impl Drop for TestApp {
 
 /// Reads `fixtures/<path>` from the crate root.
 pub fn read_fixture(path: &str) -> Vec<u8> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path);
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path);
     std::fs::read(&full).unwrap_or_else(|error| panic!("{}: {error}", full.display()))
 }
 

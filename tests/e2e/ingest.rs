@@ -210,7 +210,11 @@ async fn assert_refused(
     } else {
         assert_eq!(entries.len(), quarantine_before, "{entries:#?}");
     }
-    assert_eq!(stored_ids(app).await, events_before, "stored events changed");
+    assert_eq!(
+        stored_ids(app).await,
+        events_before,
+        "stored events changed"
+    );
     message
 }
 
@@ -291,7 +295,10 @@ async fn restart_keeps_every_event() {
     assert_eq!(status, 200, "{report}");
     let new_id = &ids_of(&report)[0];
     let newest_before = listed_before.iter().map(|id| id_number(id)).max().unwrap();
-    assert!(id_number(new_id) > newest_before, "{new_id} reuses an old id");
+    assert!(
+        id_number(new_id) > newest_before,
+        "{new_id} reuses an old id"
+    );
 }
 
 #[tokio::test]
@@ -309,8 +316,15 @@ async fn reposted_batches_add_nothing() {
         let (status, again) = app.post_fixture(source, &fixture).await;
         assert_eq!(status, 200, "{fixture}: {again}");
         assert_eq!(again["accepted"], 0, "{fixture} re-posted: {again}");
-        assert_eq!(again["duplicates"], accepted, "{fixture} re-posted: {again}");
-        assert_eq!(again["event_ids"], json!([]), "{fixture} re-posted: {again}");
+        assert_eq!(
+            again["duplicates"], accepted,
+            "{fixture} re-posted: {again}"
+        );
+        assert_eq!(
+            again["event_ids"],
+            json!([]),
+            "{fixture} re-posted: {again}"
+        );
 
         // A retry serialized with other whitespace is still the same events.
         let text = String::from_utf8(read_fixture(&fixture)).expect("UTF-8 fixture");
@@ -324,7 +338,10 @@ async fn reposted_batches_add_nothing() {
             let (status, retry) = app.post(source, body).await;
             assert_eq!(status, 200, "{fixture}: {retry}");
             assert_eq!(retry["accepted"], 0, "{fixture} re-indented: {retry}");
-            assert_eq!(retry["duplicates"], accepted, "{fixture} re-indented: {retry}");
+            assert_eq!(
+                retry["duplicates"], accepted,
+                "{fixture} re-indented: {retry}"
+            );
         }
     }
     assert_eq!(stored_ids(&app).await.len(), total);
@@ -362,7 +379,9 @@ async fn the_same_batch_posted_concurrently_is_stored_once() {
 }
 
 /// Awaits every future, concurrently, on the test's runtime.
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
     let mut pinned: Vec<_> = futures.map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
     std::future::poll_fn(|context| {
@@ -391,7 +410,9 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
 #[tokio::test]
 async fn malformed_json_is_refused_with_its_position_and_kept() {
     let app = spawn_app().await;
-    let (status, report) = app.post_fixture("sendpulse", "sendpulse/delivered.json").await;
+    let (status, report) = app
+        .post_fixture("sendpulse", "sendpulse/delivered.json")
+        .await;
     assert_eq!(status, 200, "{report}");
 
     // The documentation's batch sample ends with `},\n]`.
@@ -416,7 +437,13 @@ async fn malformed_json_is_refused_with_its_position_and_kept() {
     .await;
     assert!(message.contains("line 12, column 1"), "{message}");
 
-    for body in ["{", "[{\"event\": \"delivered\"", "{'event': 'x'}", "nope", "[1 2]"] {
+    for body in [
+        "{",
+        "[{\"event\": \"delivered\"",
+        "{'event': 'x'}",
+        "nope",
+        "[1 2]",
+    ] {
         assert_refused(&app, "opptima", body, 400, "malformed_json").await;
     }
     assert_eq!(stored_ids(&app).await.len(), 1);
@@ -425,7 +452,9 @@ async fn malformed_json_is_refused_with_its_position_and_kept() {
 #[tokio::test]
 async fn top_level_scalars_are_refused() {
     let app = spawn_app().await;
-    let (status, report) = app.post_fixture("opptima", "opptima/smtp_bounce.json").await;
+    let (status, report) = app
+        .post_fixture("opptima", "opptima/smtp_bounce.json")
+        .await;
     assert_eq!(status, 200, "{report}");
     for (body, found) in [
         ("42", "a number"),
@@ -524,7 +553,8 @@ async fn bodies_over_the_limit_are_refused() {
     let app = spawn_app_with(|config| config.ingest.max_body_bytes = 2048).await;
     let (status, report) = app.post_fixture("sendpulse", "sendpulse/opened.json").await;
     assert_eq!(status, 200, "{report}");
-    let message = assert_refused(&app, "sendpulse", body_of_size(4096), 413, "body_too_large").await;
+    let message =
+        assert_refused(&app, "sendpulse", body_of_size(4096), 413, "body_too_large").await;
     assert!(message.contains("2048"), "{message}");
     assert_refused(&app, "sendpulse", body_of_size(2049), 413, "body_too_large").await;
 
@@ -594,11 +624,17 @@ async fn bad_elements_are_quarantined_and_the_rest_stored() {
     let expected: [(usize, &str); 7] = [
         (1, "expected an event object, found a number"),
         (2, "missing event name (`event`)"),
-        (3, "no valid recipient address: `recipient`: `not-an-address`"),
+        (
+            3,
+            "no valid recipient address: `recipient`: `not-an-address`",
+        ),
         (4, "expected an event object, found a string"),
         (5, "expected an event object, found null"),
         (6, "expected an event object, found an array"),
-        (8, "no valid recipient address: none of `recipient`, `email` is present"),
+        (
+            8,
+            "no valid recipient address: none of `recipient`, `email` is present",
+        ),
     ];
     assert_eq!(errors.len(), expected.len(), "{report}");
     for (error, (index, text)) in errors.iter().zip(expected) {
@@ -613,12 +649,18 @@ async fn bad_elements_are_quarantined_and_the_rest_stored() {
         assert_eq!(status, 200, "{event}");
         recipients.push(event["recipient"].clone());
     }
-    assert_eq!(recipients, [json!("good1@example.com"), json!("Good2@example.com")]);
+    assert_eq!(
+        recipients,
+        [json!("good1@example.com"), json!("Good2@example.com")]
+    );
 
     // Each bad element is in quarantine with its position and its own JSON.
     let entries = quarantine(&app).await;
     assert_eq!(entries.len(), 7, "{entries:#?}");
-    let body_ids: HashSet<&str> = entries.iter().filter_map(|e| e["body_id"].as_str()).collect();
+    let body_ids: HashSet<&str> = entries
+        .iter()
+        .filter_map(|e| e["body_id"].as_str())
+        .collect();
     assert_eq!(body_ids.len(), 1, "one request body: {entries:#?}");
     for (index, text) in expected {
         let entry = entries
@@ -626,17 +668,40 @@ async fn bad_elements_are_quarantined_and_the_rest_stored() {
             .find(|entry| entry["index"] == index)
             .unwrap_or_else(|| panic!("no quarantine entry for element {index}"));
         assert_eq!(entry["source"], "sendpulse");
-        assert!(entry["error"].as_str().unwrap().starts_with(text), "{entry}");
+        assert!(
+            entry["error"].as_str().unwrap().starts_with(text),
+            "{entry}"
+        );
         assert_eq!(entry["element"], elements[index], "{entry}");
     }
 
     // Whole-object bodies of the other providers: the one element is quarantined, 200.
     for (source, body, text) in [
-        ("opptima", json!({"type": "SMTP", "to": "a@example.com"}), "missing event name (`event`)"),
-        ("opptima", json!({"event": "delivered", "to": "a@@"}), "no valid recipient address"),
-        ("leadconnector", json!({"type": "LCEmailStats"}), "missing `webhookPayload`"),
-        ("leadconnector", json!({"webhookPayload": "delivered"}), "`webhookPayload` is not an object"),
-        ("leadconnector", json!({"webhookPayload": {"recipient": "a@example.com"}}), "missing event name (`webhookPayload.event`)"),
+        (
+            "opptima",
+            json!({"type": "SMTP", "to": "a@example.com"}),
+            "missing event name (`event`)",
+        ),
+        (
+            "opptima",
+            json!({"event": "delivered", "to": "a@@"}),
+            "no valid recipient address",
+        ),
+        (
+            "leadconnector",
+            json!({"type": "LCEmailStats"}),
+            "missing `webhookPayload`",
+        ),
+        (
+            "leadconnector",
+            json!({"webhookPayload": "delivered"}),
+            "`webhookPayload` is not an object",
+        ),
+        (
+            "leadconnector",
+            json!({"webhookPayload": {"recipient": "a@example.com"}}),
+            "missing event name (`webhookPayload.event`)",
+        ),
     ] {
         let (status, report) = app.post(source, body.to_string()).await;
         assert_eq!(status, 200, "{source} {body}: {report}");
@@ -678,7 +743,9 @@ async fn unknown_event_names_are_stored_as_other_with_a_warning() {
         assert_eq!(status, 200, "{report}");
         assert_eq!(report["accepted"], 1, "{report}");
         assert_eq!(report["warnings"], 1, "{report}");
-        let (status, event) = app.get(&format!("/api/events/{}", ids_of(&report)[0])).await;
+        let (status, event) = app
+            .get(&format!("/api/events/{}", ids_of(&report)[0]))
+            .await;
         assert_eq!(status, 200, "{event}");
         assert_eq!(event["kind"], "other", "{event}");
         assert_eq!(event["provider_event"], name, "{event}");
@@ -695,13 +762,18 @@ async fn unknown_event_names_are_stored_as_other_with_a_warning() {
 #[tokio::test]
 async fn mixed_string_and_integer_codes_are_numbers() {
     let app = spawn_app().await;
-    let (status, report) = app.post_fixture("sendpulse", "sendpulse/mixed_codes.json").await;
+    let (status, report) = app
+        .post_fixture("sendpulse", "sendpulse/mixed_codes.json")
+        .await;
     assert_eq!(status, 200, "{report}");
     let mut codes = Vec::new();
     for id in ids_of(&report) {
         let (status, event) = app.get(&format!("/api/events/{id}")).await;
         assert_eq!(status, 200, "{event}");
-        assert!(event["smtp_code"].is_u64(), "smtp_code is not a number: {event}");
+        assert!(
+            event["smtp_code"].is_u64(),
+            "smtp_code is not a number: {event}"
+        );
         codes.push(event["smtp_code"].as_u64().unwrap());
     }
     assert_eq!(codes, [250, 550, 421]);
@@ -747,8 +819,12 @@ fn nested(depth: usize) -> String {
 async fn hostile_input_never_causes_a_server_error() {
     let app = spawn_app().await;
     let sp = |fields: Value| {
-        let mut event = json!({"event": "opened", "timestamp": 1700000000, "recipient": "h@example.com"});
-        event.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        let mut event =
+            json!({"event": "opened", "timestamp": 1700000000, "recipient": "h@example.com"});
+        event
+            .as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
         json!([event]).to_string().into_bytes()
     };
 
@@ -756,19 +832,38 @@ async fn hostile_input_never_causes_a_server_error() {
     let long = "x".repeat(1_000_000);
     let (_, _, events) = post_hostile(&app, "sendpulse", sp(json!({"subject": long}))).await;
     assert_eq!(events[0]["subject"].as_str().unwrap().chars().count(), 2000);
-    assert_eq!(events[0]["raw"]["subject"].as_str().unwrap().len(), 1_000_000);
+    assert_eq!(
+        events[0]["raw"]["subject"].as_str().unwrap().len(),
+        1_000_000
+    );
     let long_name = "é".repeat(10_000);
     let (_, _, events) = post_hostile(&app, "sendpulse", sp(json!({"event": long_name}))).await;
     assert_eq!(events[0]["kind"], "other");
-    assert_eq!(events[0]["provider_event"].as_str().unwrap().chars().count(), 200);
+    assert_eq!(
+        events[0]["provider_event"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        200
+    );
     assert!(events[0]["warnings"][0].as_str().unwrap().len() < 300);
-    let (status, _, _) =
-        post_hostile(&app, "sendpulse", sp(json!({"recipient": format!("{}@example.com", "a".repeat(5000))}))).await;
+    let (status, _, _) = post_hostile(
+        &app,
+        "sendpulse",
+        sp(json!({"recipient": format!("{}@example.com", "a".repeat(5000))})),
+    )
+    .await;
     assert_eq!(status, 200);
 
     // Control characters (escaped, as JSON requires) and every kind of Unicode.
     let controls = "a\u{0}b\u{7}c\u{1b}[31md\u{7f}e\u{2028}f\u{feff}";
-    let (_, _, events) = post_hostile(&app, "sendpulse", sp(json!({"subject": controls, "sender": controls}))).await;
+    let (_, _, events) = post_hostile(
+        &app,
+        "sendpulse",
+        sp(json!({"subject": controls, "sender": controls})),
+    )
+    .await;
     assert_eq!(events[0]["subject"], controls);
     let unicode = "¡Hola! 你好 🎉 مرحبا e\u{301} \u{202e}txt.exe";
     let (_, _, events) = post_hostile(
@@ -781,7 +876,12 @@ async fn hostile_input_never_causes_a_server_error() {
     .await;
     assert_eq!(events[0]["recipient"], "José@bücher.de");
     assert_eq!(events[0]["subject"], unicode);
-    let (status, _, _) = post_hostile(&app, "sendpulse", sp(json!({"recipient": "a\u{0}b@example.com"}))).await;
+    let (status, _, _) = post_hostile(
+        &app,
+        "sendpulse",
+        sp(json!({"recipient": "a\u{0}b@example.com"})),
+    )
+    .await;
     assert_eq!(status, 200);
     // A lone surrogate escape is valid JSON syntax but no Unicode text (see also
     // `single_event_answer_keeps_raw_json_exact`).
@@ -799,13 +899,16 @@ async fn hostile_input_never_causes_a_server_error() {
         b"[{\"event\":\"opened\",\"recipient\":\"h@example.com\",\"subject\":\"a\x01b\"}]".to_vec(),
     )
     .await;
-    assert_eq!((status, &answer["error"]["code"]), (400, &json!("malformed_json")));
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (400, &json!("malformed_json"))
+    );
 
-    // Nesting: what JSON parsers accept is kept as metadata; deeper is refused.
-    let deep: Value = serde_json::from_str(&nested(100)).unwrap();
+    // Nesting within the limit (64 levels for the whole body): kept as metadata.
+    let deep: Value = serde_json::from_str(&nested(50)).unwrap();
     let (_, _, events) = post_hostile(&app, "sendpulse", sp(json!({"deep": deep}))).await;
     assert_eq!(events[0]["metadata"]["deep"], deep);
-    let objects = format!("{}1{}", "{\"a\":".repeat(100), "}".repeat(100));
+    let objects = format!("{}1{}", "{\"a\":".repeat(50), "}".repeat(50));
     let (_, _, events) = post_hostile(
         &app,
         "sendpulse",
@@ -813,12 +916,31 @@ async fn hostile_input_never_causes_a_server_error() {
     )
     .await;
     assert!(events[0]["metadata"]["deep"]["a"]["a"].is_object());
+    // Deeper: refused as a whole, with a reason, and kept in quarantine.
+    let too_deep: Value = serde_json::from_str(&nested(100)).unwrap();
+    let (status, answer, _) = post_hostile(&app, "sendpulse", sp(json!({"deep": too_deep}))).await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (400, &json!("json_too_deep"))
+    );
+    // Far deeper than any parser's limit: no server error either way (a separate service,
+    // as this test's client could not parse the event lists holding it).
+    let deep_app = spawn_app().await;
     let body = format!(
         r#"[{{"event":"opened","timestamp":1700000000,"recipient":"h@example.com","deep":{}}}]"#,
         nested(100_000)
     );
-    let (status, answer, _) = post_hostile(&app, "sendpulse", body.into_bytes()).await;
-    assert_eq!((status, &answer["error"]["code"]), (400, &json!("malformed_json")));
+    let (status, answer) = deep_app.post("sendpulse", body).await;
+    assert!(status < 500, "{answer}");
+    for id in answer["event_ids"].as_array().into_iter().flatten() {
+        let (status, _, text) = get_with(
+            &deep_app,
+            &format!("/api/events/{}", id.as_str().unwrap()),
+            None,
+        )
+        .await;
+        assert!(status < 500, "{text}");
+    }
 
     // Numbers beyond 64 bits keep every digit; beyond f64 they do not break anything.
     let (_, _, events) = post_hostile(
@@ -851,17 +973,39 @@ async fn hostile_input_never_causes_a_server_error() {
     )
     .await;
     assert_eq!(events[0]["time_quality"], "missing");
-    assert!(events[0]["warnings"].as_array().unwrap().len() >= 3, "{}", events[0]);
+    assert!(
+        events[0]["warnings"].as_array().unwrap().len() >= 3,
+        "{}",
+        events[0]
+    );
     let (_, _, events) = post_hostile(
         &app,
         "sendpulse",
         sp(json!({"timestamp": "yesterday", "recipient": "a@example.com, not an address; b@example.com"})),
     )
     .await;
-    let recipients: BTreeSet<&str> = events.iter().filter_map(|e| e["recipient"].as_str()).collect();
-    assert_eq!(recipients, BTreeSet::from(["a@example.com", "b@example.com"]));
-    let (_, _, events) = post_hostile(&app, "sendpulse", sp(json!({"timestamp": 4_102_444_800_u64}))).await;
-    assert!(events[0]["warnings"][0].as_str().unwrap().contains("after received_at"), "{}", events[0]);
+    let recipients: BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| e["recipient"].as_str())
+        .collect();
+    assert_eq!(
+        recipients,
+        BTreeSet::from(["a@example.com", "b@example.com"])
+    );
+    let (_, _, events) = post_hostile(
+        &app,
+        "sendpulse",
+        sp(json!({"timestamp": 4_102_444_800_u64})),
+    )
+    .await;
+    assert!(
+        events[0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("after received_at"),
+        "{}",
+        events[0]
+    );
     post_hostile(
         &app,
         "leadconnector",
@@ -897,28 +1041,58 @@ async fn hostile_input_never_causes_a_server_error() {
 }
 
 #[tokio::test]
-#[ignore = "bug: events nested close to the JSON depth limit are stored but cannot be read back (503)"]
-async fn deep_nesting_at_the_parser_limit_can_be_read_back() {
-    // serde_json refuses more than 127 levels. A single-object body nests its fields one
-    // level deeper inside a stored event (`event.raw`, `event.metadata`) than in the
-    // request, so what ingest accepted must still be readable.
-    let app = spawn_app().await;
-    let body = format!(
-        r#"{{"event":"open","email":"deep@example.com","timestamp":"2024-01-01 10:00:00","deep":{}}}"#,
-        nested(126)
-    );
-    post_hostile(&app, "opptima", body.into_bytes()).await;
-    let body = format!(
-        r#"{{"type":"LCEmailStats","webhookPayload":{{"event":"opened","id":"d1","timestamp":1700000000,"recipient":"deep@example.com","deep":{}}}}}"#,
-        nested(125)
-    );
-    post_hostile(&app, "leadconnector", body.into_bytes()).await;
-    let (status, _, text) = get_with(&app, "/api/events", None).await;
-    assert_eq!(status, 200, "{text}");
+async fn bodies_nested_too_deep_are_refused_so_stored_events_stay_readable() {
+    // serde_json reads at most 127 levels. A field of 126 levels would fit as a value of
+    // its own, but the stored event adds levels around it (`{"metadata": {"deep": ...}}`)
+    // and could no longer be decoded, so bodies deeper than 64 levels are refused (400,
+    // quarantined) for every provider, and anything accepted reads back.
+    let deep = nested(126);
+    for (source, body) in [
+        (
+            "sendpulse",
+            format!(
+                r#"[{{"event":"opened","timestamp":1700000000,"recipient":"deep@example.com","deep":{deep}}}]"#
+            ),
+        ),
+        (
+            "opptima",
+            format!(
+                r#"{{"event":"open","email":"deep@example.com","timestamp":"2024-01-01 10:00:00","deep":{deep}}}"#
+            ),
+        ),
+        (
+            "leadconnector",
+            format!(
+                r#"{{"type":"LCEmailStats","webhookPayload":{{"event":"opened","id":"d1","timestamp":1700000000,"recipient":"deep@example.com","deep":{deep}}}}}"#
+            ),
+        ),
+    ] {
+        let app = spawn_app().await;
+        let (status, report) = app.post(source, body.clone()).await;
+        assert_eq!(status, 400, "{source}: {report}");
+        assert_eq!(
+            report["error"]["code"], "json_too_deep",
+            "{source}: {report}"
+        );
+        let quarantine_id = report["error"]["quarantine_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, _, text) = get_with(&app, "/api/quarantine", None).await;
+        assert!(text.contains(&quarantine_id), "{text}");
+        // Just inside the limit: stored and readable both ways.
+        let shallow = body.replace(&deep, &nested(56));
+        let (status, report) = app.post(source, shallow).await;
+        assert_eq!(status, 200, "{source}: {report}");
+        let id = &ids_of(&report)[0];
+        let (status, _, text) = get_with(&app, &format!("/api/events/{id}"), None).await;
+        assert_eq!(status, 200, "GET /api/events/{id} ({source}): {text}");
+        let (status, _, text) = get_with(&app, "/api/events", None).await;
+        assert_eq!(status, 200, "GET /api/events ({source}): {text}");
+    }
 }
 
 #[tokio::test]
-#[ignore = "bug: GET /api/events/{id} answers `null` when the raw JSON has a lone surrogate or a number beyond f64"]
 async fn single_event_answer_keeps_raw_json_exact() {
     let app = spawn_app().await;
     for (element, exact) in [
@@ -943,10 +1117,21 @@ async fn single_event_answer_keeps_raw_json_exact() {
         let id = &ids_of(&report)[0];
         let (status, _, text) = get_with(&app, &format!("/api/events/{id}"), None).await;
         assert_eq!(status, 200, "{text}");
-        assert!(text.contains(exact), "GET /api/events/{id} of {element}: {text}");
+        assert!(
+            text.contains(exact),
+            "GET /api/events/{id} of {element}: {text}"
+        );
         // The list answer keeps it.
-        let (_, _, listed) = get_with(&app, &format!("/api/events?cursor={}&limit=1", id_number(id) + 1), None).await;
-        assert!(listed.contains(exact), "GET /api/events of {element}: {listed}");
+        let (_, _, listed) = get_with(
+            &app,
+            &format!("/api/events?cursor={}&limit=1", id_number(id) + 1),
+            None,
+        )
+        .await;
+        assert!(
+            listed.contains(exact),
+            "GET /api/events of {element}: {listed}"
+        );
     }
 }
 
@@ -968,7 +1153,8 @@ async fn source_tokens_are_required_where_configured() {
     .await;
     let fixture = |name: &str| read_fixture(&format!("sendpulse/{name}.json"));
     let basic = |user: &str, password: &str| {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         format!("Basic {encoded}")
     };
 
@@ -1008,7 +1194,11 @@ async fn source_tokens_are_required_where_configured() {
     }
     let events = app.events("").await;
     assert_eq!(events.len(), 5);
-    assert!(events.iter().all(|event| event["source"] == "sp" && event["provider"] == "sendpulse"));
+    assert!(
+        events
+            .iter()
+            .all(|event| event["source"] == "sp" && event["provider"] == "sendpulse")
+    );
 
     // Configured sources replace the default ones.
     let (status, answer) = app.post_fixture("sendpulse", "sendpulse/opened.json").await;
@@ -1027,8 +1217,18 @@ async fn the_admin_token_protects_the_api_only() {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("admin:4dm1n-t0ken")
     );
-    for path in ["/api/events", &format!("/api/events/{id}"), "/api/quarantine", "/api/events?limit=abc"] {
-        for authorization in [None, Some("Bearer wrong"), Some("4dm1n-t0ken"), Some(basic.as_str())] {
+    for path in [
+        "/api/events",
+        &format!("/api/events/{id}"),
+        "/api/quarantine",
+        "/api/events?limit=abc",
+    ] {
+        for authorization in [
+            None,
+            Some("Bearer wrong"),
+            Some("4dm1n-t0ken"),
+            Some(basic.as_str()),
+        ] {
             let (status, headers, text) = get_with(&app, path, authorization).await;
             assert_eq!(status, 401, "{path} {authorization:?}: {text}");
             let answer: Value = serde_json::from_str(&text).expect("JSON error");
@@ -1041,7 +1241,11 @@ async fn the_admin_token_protects_the_api_only() {
         let (status, _, _) = get_with(&app, &with_query, None).await;
         assert_eq!(status, 401, "{with_query}");
     }
-    for path in ["/api/events", &format!("/api/events/{id}"), "/api/quarantine"] {
+    for path in [
+        "/api/events",
+        &format!("/api/events/{id}"),
+        "/api/quarantine",
+    ] {
         let (status, _, text) = get_with(&app, path, Some("Bearer 4dm1n-t0ken")).await;
         assert_eq!(status, 200, "{path}: {text}");
     }
@@ -1050,7 +1254,10 @@ async fn the_admin_token_protects_the_api_only() {
 
     let (status, _, text) = get_with(&app, "/healthz", None).await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["status"], "ok");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["status"],
+        "ok"
+    );
     let (status, _, _) = get_with(&app, "/metrics", None).await;
     assert_eq!(status, 200);
 }
@@ -1066,20 +1273,40 @@ async fn events_can_be_filtered_by_recipient_kind_and_source() {
     assert_eq!(all.len(), posted.len());
 
     let expect = |keep: &dyn Fn(&Value) -> bool| -> Vec<String> {
-        event_ids(&all.iter().filter(|event| keep(event)).cloned().collect::<Vec<_>>())
+        event_ids(
+            &all.iter()
+                .filter(|event| keep(event))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
     };
     let cases: Vec<(&str, Vec<String>)> = vec![
-        ("recipient=test@testdomain.com", expect(&|e| e["recipient"] == "test@testdomain.com")),
+        (
+            "recipient=test@testdomain.com",
+            expect(&|e| e["recipient"] == "test@testdomain.com"),
+        ),
         // The domain is compared lower-cased, as stored; the local part as sent.
-        ("recipient=test@TestDomain.COM", expect(&|e| e["recipient"] == "test@testdomain.com")),
-        ("recipient=Ana.Perez@ejemplo.com.co", expect(&|e| e["recipient"] == "Ana.Perez@ejemplo.com.co")),
-        ("recipient=%3Cexample%40example.com%3E", expect(&|e| e["recipient"] == "example@example.com")),
+        (
+            "recipient=test@TestDomain.COM",
+            expect(&|e| e["recipient"] == "test@testdomain.com"),
+        ),
+        (
+            "recipient=Ana.Perez@ejemplo.com.co",
+            expect(&|e| e["recipient"] == "Ana.Perez@ejemplo.com.co"),
+        ),
+        (
+            "recipient=%3Cexample%40example.com%3E",
+            expect(&|e| e["recipient"] == "example@example.com"),
+        ),
         ("recipient=nobody@nowhere.example", vec![]),
         ("kind=bounce", expect(&|e| e["kind"] == "bounce")),
         ("kind=other", expect(&|e| e["kind"] == "other")),
         ("kind=autoreply", vec![]),
         ("source=opptima", expect(&|e| e["source"] == "opptima")),
-        ("source=leadconnector", expect(&|e| e["source"] == "leadconnector")),
+        (
+            "source=leadconnector",
+            expect(&|e| e["source"] == "leadconnector"),
+        ),
         ("source=nope", vec![]),
         (
             "kind=bounce&source=sendpulse",
@@ -1095,9 +1322,17 @@ async fn events_can_be_filtered_by_recipient_kind_and_source() {
         ),
     ];
     for (query, expected) in cases {
-        assert_eq!(event_ids(&all_events(&app, query, 1000).await), expected, "{query}");
+        assert_eq!(
+            event_ids(&all_events(&app, query, 1000).await),
+            expected,
+            "{query}"
+        );
         // Page by page gives the same.
-        assert_eq!(event_ids(&all_events(&app, query, 2).await), expected, "{query} by 2");
+        assert_eq!(
+            event_ids(&all_events(&app, query, 2).await),
+            expected,
+            "{query} by 2"
+        );
     }
     // The hand-counted sizes, so that the filters above are not all trivially empty.
     assert!(app.events("recipient=test@testdomain.com").await.len() >= 7);
@@ -1145,9 +1380,15 @@ async fn events_can_be_filtered_by_time_received() {
     let hour_after = boundary.as_second() + 3600;
     let everything = all_events(&app, &format!("since={hour_before}"), 1000).await;
     assert_eq!(everything.len(), first.len() + later.len());
-    assert!(all_events(&app, &format!("since={hour_after}"), 1000).await.is_empty());
+    assert!(
+        all_events(&app, &format!("since={hour_after}"), 1000)
+            .await
+            .is_empty()
+    );
     assert_eq!(
-        all_events(&app, &format!("until={hour_after}"), 1000).await.len(),
+        all_events(&app, &format!("until={hour_after}"), 1000)
+            .await
+            .len(),
         first.len() + later.len()
     );
 }
@@ -1155,7 +1396,11 @@ async fn events_can_be_filtered_by_time_received() {
 #[tokio::test]
 async fn pages_follow_next_cursor_newest_first() {
     let app = spawn_app().await;
-    let posted: Vec<String> = post_all(&app).await.into_iter().map(|(id, _, _)| id).collect();
+    let posted: Vec<String> = post_all(&app)
+        .await
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
     let mut newest_first = posted.clone();
     newest_first.reverse();
     for limit in [1, 2, 3, 7, posted.len() - 1, posted.len(), posted.len() + 1] {
@@ -1163,18 +1408,28 @@ async fn pages_follow_next_cursor_newest_first() {
         let ids = event_ids(&pages);
         assert_eq!(ids, newest_first, "limit {limit}");
         let unique: HashSet<&String> = ids.iter().collect();
-        assert_eq!(unique.len(), ids.len(), "limit {limit}: an event came twice");
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "limit {limit}: an event came twice"
+        );
         assert!(
-            ids.windows(2).all(|pair| id_number(&pair[0]) > id_number(&pair[1])),
+            ids.windows(2)
+                .all(|pair| id_number(&pair[0]) > id_number(&pair[1])),
             "limit {limit}: not newest first"
         );
     }
     // The default page is 50 events.
     let (_, page) = app.get("/api/events").await;
-    assert_eq!(page["events"].as_array().unwrap().len(), posted.len().min(50));
+    assert_eq!(
+        page["events"].as_array().unwrap().len(),
+        posted.len().min(50)
+    );
     // Any id works as a cursor: the page holds the events strictly older than it.
     let middle = id_number(&newest_first[10]) + 1;
-    let (status, page) = app.get(&format!("/api/events?cursor={middle}&limit=1")).await;
+    let (status, page) = app
+        .get(&format!("/api/events?cursor={middle}&limit=1"))
+        .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["events"][0]["id"], newest_first[10]);
 }
@@ -1226,11 +1481,18 @@ async fn bad_read_parameters_are_json_400s() {
 #[tokio::test]
 async fn metrics_count_events_and_requests() {
     let app = spawn_app().await;
-    let (status, _) = app.post_fixture("sendpulse", "sendpulse/mixed_codes.json").await;
+    let (status, _) = app
+        .post_fixture("sendpulse", "sendpulse/mixed_codes.json")
+        .await;
     assert_eq!(status, 200);
     let (status, headers, text) = get_with(&app, "/metrics", None).await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     for name in ["mailwarden_events_total", "mailwarden_http_requests_total"] {
         assert!(
             text.lines().any(|line| line.starts_with(name)),
@@ -1299,8 +1561,12 @@ fn start_server(dir: &Path) -> Server {
             command.env_remove(name);
         }
     }
-    let mut child = command.spawn().expect("the binary starts");
-    let stderr = child.stderr.take().expect("stderr");
+    // Owned by the guard from the start: killed and reaped however this function ends.
+    let mut server = Server {
+        child: command.spawn().expect("the binary starts"),
+        address: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let stderr = server.child.stderr.take().expect("stderr");
     let (lines, received) = mpsc::channel();
     // Keeps draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || {
@@ -1313,18 +1579,18 @@ fn start_server(dir: &Path) -> Server {
     loop {
         let line = match received.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => strip_ansi(&line),
-            Err(error) => {
-                let _ = child.kill();
-                panic!("no `mailwarden listening` line ({error:?}); log:\n{}", log.join("\n"));
-            }
+            Err(error) => panic!(
+                "no `mailwarden listening` line ({error:?}); log:\n{}",
+                log.join("\n")
+            ),
         };
         if line.contains("mailwarden listening") {
-            let address = line
+            server.address = line
                 .split_whitespace()
                 .find_map(|word| word.strip_prefix("address="))
                 .and_then(|address| address.trim_matches('"').parse().ok())
                 .unwrap_or_else(|| panic!("no address in `{line}`"));
-            return Server { child, address };
+            return server;
         }
         log.push(line);
     }
@@ -1343,7 +1609,11 @@ async fn acknowledged_events_survive_kill_9() {
         for fixture in good_fixtures() {
             let body = read_fixture(&fixture);
             let response = client
-                .post(format!("http://{}/webhooks/{}", server.address, source_of(&fixture)))
+                .post(format!(
+                    "http://{}/webhooks/{}",
+                    server.address,
+                    source_of(&fixture)
+                ))
                 .header("content-type", "application/json")
                 .body(body.clone())
                 .send()
@@ -1382,7 +1652,10 @@ async fn acknowledged_events_survive_kill_9() {
         .json()
         .await
         .expect("JSON answer");
-    assert_eq!(listed["events"].as_array().unwrap().len(), acknowledged.len());
+    assert_eq!(
+        listed["events"].as_array().unwrap().len(),
+        acknowledged.len()
+    );
     // Retries of what was acknowledged before the kill are still recognised.
     let fixture = "leadconnector/delivered.json";
     let report: Value = client
@@ -1395,22 +1668,4 @@ async fn acknowledged_events_survive_kill_9() {
         .await
         .expect("JSON answer");
     assert_eq!(report["duplicates"], 1, "{report}");
-}
-
-#[tokio::test]
-async fn zz_debug_depth() {
-    let app = spawn_app().await;
-    for d in [10usize, 100] {
-        let deep: Value = serde_json::from_str(&nested(d)).unwrap();
-        let mut event = json!({"event": "opened", "timestamp": 1700000000, "recipient": "h@example.com"});
-        event.as_object_mut().unwrap().insert("deep".into(), deep);
-        let body = json!([event]).to_string();
-        let body2 = format!(r#"[{{"event":"opened","timestamp":1700000000,"recipient":"h{d}@example.com","deep":{}}}]"#, nested(d));
-        for b in [body, body2] {
-            let (_, report) = app.post("sendpulse", b.clone()).await;
-            let id = &ids_of(&report)[0];
-            let (_, _, text) = get_with(&app, &format!("/api/events/{id}"), None).await;
-            eprintln!("{d}: {} {}", &b[..90], &text[..text.len().min(60)]);
-        }
-    }
 }

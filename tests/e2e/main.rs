@@ -4,3 +4,4 @@
 mod adapters;
 mod helpers;
 mod ingest;
+mod suppressions;

@@ -1,0 +1,105 @@
+//! Micro-benchmarks of the pure hot paths: `cargo bench --bench micro`.
+//!
+//! Each adapter's parse and normalize of a documented payload, the dedup key, index key
+//! encoding, building an event's script view, and one rule evaluation.
+
+use std::sync::Arc;
+
+use divan::{Bencher, black_box};
+use jiff::Timestamp;
+use mailwarden::event::{Event, EventId};
+use mailwarden::ingest::{self, Element, Source};
+use mailwarden::rules::engine::Limits;
+use mailwarden::rules::{RuleSet, Rules, event_view};
+
+fn main() {
+    divan::main();
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+}
+
+fn source(provider: &str) -> Source {
+    let provider = ingest::provider(provider).expect("provider");
+    Source {
+        name: provider.name().to_owned(),
+        provider,
+        token: None,
+        zone: ingest::time::parse_zone(provider.default_timezone()).expect("zone"),
+    }
+}
+
+fn normalize(source: &Source, body: &[u8]) -> Vec<Event> {
+    let mut events = Vec::new();
+    for raw in ingest::parse_body(body).expect("valid body") {
+        let element = Element {
+            raw,
+            source,
+            received_at: Timestamp::UNIX_EPOCH,
+        };
+        source
+            .provider
+            .normalize(&element, &mut events)
+            .expect("normalizes");
+    }
+    events
+}
+
+#[divan::bench(args = ["opptima/smtp_bounce.json", "opptima/marketing_click.json"])]
+fn normalize_opptima(bencher: Bencher, path: &str) {
+    let (source, body) = (source("opptima"), fixture(path));
+    bencher.bench(|| normalize(&source, black_box(&body)));
+}
+
+#[divan::bench(args = ["sendpulse/hard_bounces.json", "sendpulse/bulk_events.json"])]
+fn normalize_sendpulse(bencher: Bencher, path: &str) {
+    let (source, body) = (source("sendpulse"), fixture(path));
+    bencher.bench(|| normalize(&source, black_box(&body)));
+}
+
+#[divan::bench(args = ["leadconnector/delivered.json", "leadconnector/failed_permanent.json"])]
+fn normalize_leadconnector(bencher: Bencher, path: &str) {
+    let (source, body) = (source("leadconnector"), fixture(path));
+    bencher.bench(|| normalize(&source, black_box(&body)));
+}
+
+#[divan::bench]
+fn dedup_key(bencher: Bencher) {
+    let events = normalize(
+        &source("sendpulse"),
+        &fixture("sendpulse/hard_bounces.json"),
+    );
+    bencher.bench(|| ingest::dedup_key(black_box(&events[0])));
+}
+
+#[divan::bench]
+fn recipient_index_key(bencher: Bencher) {
+    bencher.bench(|| {
+        mailwarden::store::keys::recipient_key(
+            black_box("someone@example.com"),
+            EventId(117_664_517_372_837_888),
+        )
+    });
+}
+
+#[divan::bench]
+fn script_view(bencher: Bencher) {
+    let events = normalize(
+        &source("sendpulse"),
+        &fixture("sendpulse/hard_bounces.json"),
+    );
+    bencher.bench(|| event_view(black_box(&events[0])));
+}
+
+#[divan::bench]
+fn hard_bounce_rule(bencher: Bencher) {
+    let rules = Rules::new(Limits::default(), &serde_json::Map::new());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/hard_bounce.rhai");
+    let set = RuleSet::new(vec![Arc::new(rules.compile_file(&path).expect("compiles"))]);
+    let events = normalize(
+        &source("sendpulse"),
+        &fixture("sendpulse/hard_bounces.json"),
+    );
+    bencher.bench(|| rules.evaluate(&set, black_box(&events[0]), None, None));
+}
