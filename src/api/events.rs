@@ -118,7 +118,10 @@ pub async fn one(
             }
             json!(evaluation)
         }
-        None => json!({ "pending": state.store.is_pending(id)? }),
+        None => {
+            let pending = state.store.is_pending(id)?;
+            json!({ "pending": pending, "ran": !pending, "rules": [] })
+        }
     };
     // Serialized from the struct, never through `Value`, so `raw` stays byte for byte.
     let body = serde_json::to_vec(&EventDetail {

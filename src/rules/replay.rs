@@ -53,15 +53,13 @@ pub fn replay(
     let mut from = EventId::floor_at(since);
     let to = EventId(EventId::floor_at(until).0.saturating_sub(1));
     while report.events < MAX_REPLAY_EVENTS {
-        let ids = store.event_ids_between(from, to, 512)?;
-        let Some(last) = ids.last().copied() else {
+        let events = store.events_between(from, to, 512)?;
+        let Some(last) = events.last().and_then(|event| event.id) else {
             break;
         };
         let mut queue = Vec::new();
-        for id in ids {
-            let Some(event) = store.event(id)? else {
-                continue;
-            };
+        for event in events {
+            let id = event.id.expect("stored events have ids");
             report.events += 1;
             let evaluation = rules.evaluate(set, &event, Some(store), only);
             if evaluation.rules.iter().any(|o| o.matched) {

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::{CompileError, Evaluation, QueuedAction, Rule, RuleSet, Rules, rule_files};
 use crate::event::EventKind;
 use crate::store::Store;
-use crate::store::rules::EvaluatedEvent;
+use crate::store::rules::EvaluatedBlock;
 use crate::telemetry::names;
 
 /// Events evaluated per transaction.
@@ -320,56 +320,52 @@ pub fn evaluate_batch(
     state: &RulesState,
     store: &Store,
 ) -> Result<usize, crate::store::StoreError> {
-    let ids = store.pending(BATCH)?;
-    if ids.is_empty() {
+    let blocks = store.pending_blocks(BATCH)?;
+    if blocks.is_empty() {
         metrics::gauge!(names::PENDING_EVENTS).set(0.0);
         return Ok(0);
     }
     let set = state.current();
-    let mut items = Vec::with_capacity(ids.len());
-    let mut evaluations = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let event = match store.event(*id) {
-            Ok(event) => event,
-            // An unreadable event must not block the queue behind it.
-            Err(error @ crate::store::StoreError::Corrupt { .. }) => {
-                tracing::error!(event = %id, %error, "pending event unreadable; not evaluated");
-                None
-            }
-            Err(error) => return Err(error),
+    let mut items = Vec::with_capacity(blocks.len());
+    let mut evaluations = Vec::new();
+    let mut count = 0;
+    for block in &blocks {
+        // Indexed before evaluation, so history functions see the block's earlier events.
+        store.index_by_recipient(&block.events)?;
+        let mut item = EvaluatedBlock {
+            block: block.block,
+            records: Vec::new(),
+            actions: Vec::new(),
         };
-        let Some(event) = event else {
-            // Cannot happen (stored together); drop it from the queue rather than spin.
-            tracing::error!(event = %id, "pending event not found");
-            items.push(EvaluatedEvent {
-                id: *id,
-                record: b"{}".to_vec(),
-                actions: Vec::new(),
-            });
-            continue;
-        };
-        let evaluation = state.rules.evaluate(&set, &event, Some(store), None);
         let now = Timestamp::now();
-        let mut actions = Vec::new();
-        for outcome in &evaluation.rules {
-            for action in &outcome.actions {
-                metrics::counter!(names::ACTIONS_QUEUED, "type" => action.kind()).increment(1);
-                let queued = QueuedAction::new(Some(*id), &outcome.rule, action.clone(), now);
-                actions.push(serde_json::to_vec(&queued).expect("action serializes"));
+        for event in &block.events {
+            count += 1;
+            let id = event.id.expect("stored events have ids");
+            let evaluation = state.rules.evaluate(&set, event, Some(store), None);
+            for outcome in &evaluation.rules {
+                for action in &outcome.actions {
+                    metrics::counter!(names::ACTIONS_QUEUED, "type" => action.kind()).increment(1);
+                    let queued = QueuedAction::new(Some(id), &outcome.rule, action.clone(), now);
+                    item.actions
+                        .push(serde_json::to_vec(&queued).expect("action serializes"));
+                }
             }
+            // Only what matched or failed is recorded; an event no rule acted on needs
+            // no record (one write less per event).
+            if !evaluation.rules.is_empty() {
+                item.records.push((
+                    id,
+                    serde_json::to_vec(&evaluation).expect("evaluation serializes"),
+                ));
+            }
+            evaluations.push((event.kind, evaluation));
         }
-        items.push(EvaluatedEvent {
-            id: *id,
-            record: serde_json::to_vec(&evaluation).expect("evaluation serializes"),
-            actions,
-        });
-        evaluations.push((event.kind, evaluation));
+        items.push(item);
     }
     store.record_evaluations(&items)?;
     let counted: Vec<(EventKind, &Evaluation)> =
         evaluations.iter().map(|(kind, e)| (*kind, e)).collect();
     state.count(&counted, &set);
-    metrics::counter!(names::EVENTS_EVALUATED).increment(ids.len() as u64);
-    metrics::gauge!(names::PENDING_EVENTS).set(store.pending_count() as f64);
-    Ok(ids.len())
+    metrics::counter!(names::EVENTS_EVALUATED).increment(count as u64);
+    Ok(blocks.len().max(count))
 }

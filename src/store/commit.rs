@@ -17,6 +17,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::events::Block;
 use super::keys::{self, KindCounts, Resolution};
 use super::{IdGenerator, StoreError, StoreOptions, Trees};
 use crate::event::{EventId, EventKind};
@@ -254,42 +255,44 @@ impl WriterThread {
         }
     }
 
-    /// Applies every batch in one transaction; returns one outcome per batch.
+    /// Applies every batch in one transaction; returns one outcome per batch. Each
+    /// batch's new events become one block: one `events` and one `pending` write per
+    /// request, plus a dedup key per event.
     fn apply(&self, batches: &[&IngestBatch]) -> Result<Vec<IngestOutcome>, String> {
         let t = &self.trees;
-        let trees = (
-            &t.events,
-            &t.by_recipient,
-            &t.dedup,
-            &t.pending,
-            &t.quarantine,
-            &t.stats,
-        );
-        let result = trees.transaction(
-            |(events, by_recipient, dedup, pending, quarantine, stats)| {
-                let mut outcomes = Vec::with_capacity(batches.len());
-                let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
-                for batch in batches {
-                    let mut outcome = IngestOutcome::default();
-                    for event in &batch.events {
-                        if let Some(existing) = dedup.get(event.dedup)? {
-                            let id = EventId::from_be_slice(&existing).ok_or_else(|| {
-                                ConflictableTransactionError::Abort(
-                                    "corrupt dedup entry".to_owned(),
-                                )
-                            })?;
-                            outcome.events.push(Stored::Duplicate(id));
-                            continue;
-                        }
-                        let id = self.ids.next();
-                        let id_key = id.to_be_bytes();
-                        events.insert(&id_key, event.json.as_slice())?;
-                        dedup.insert(&event.dedup, &id_key)?;
-                        by_recipient.insert(
-                            keys::recipient_key(&event.recipient, id),
-                            &[event.kind.code()],
-                        )?;
-                        pending.insert(&id_key, &[])?;
+        let trees = (&t.events, &t.dedup, &t.pending, &t.quarantine, &t.stats);
+        let result = trees.transaction(|(events, dedup, pending, quarantine, stats)| {
+            let mut outcomes = Vec::with_capacity(batches.len());
+            let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
+            for batch in batches {
+                let mut outcome = IngestOutcome::default();
+                // First pass: which events are new. Dedup keys written earlier in this
+                // transaction are visible, so a batch repeating an event stores it once.
+                let mut fresh: Vec<&PreparedEvent> = Vec::with_capacity(batch.events.len());
+                let mut slots = Vec::with_capacity(batch.events.len());
+                let mut pending_keys: HashMap<[u8; 16], usize> = HashMap::new();
+                for event in &batch.events {
+                    if let Some(existing) = dedup.get(event.dedup)? {
+                        let id = EventId::from_be_slice(&existing).ok_or_else(|| {
+                            ConflictableTransactionError::Abort("corrupt dedup entry".to_owned())
+                        })?;
+                        slots.push(Slot::Old(id));
+                    } else if let Some(&index) = pending_keys.get(&event.dedup) {
+                        slots.push(Slot::Repeat(index));
+                    } else {
+                        pending_keys.insert(event.dedup, fresh.len());
+                        slots.push(Slot::New(fresh.len()));
+                        fresh.push(event);
+                    }
+                }
+                if !fresh.is_empty() {
+                    let base = self.ids.reserve(fresh.len() as u64);
+                    let block = Block::encode(fresh.iter().map(|event| event.json.as_slice()));
+                    events.insert(&base.to_be_bytes(), block)?;
+                    pending.insert(&base.to_be_bytes(), &(fresh.len() as u32).to_be_bytes())?;
+                    for (index, event) in fresh.iter().enumerate() {
+                        let id = EventId(base.0 + index as u64);
+                        dedup.insert(&event.dedup, &id.to_be_bytes())?;
                         for resolution in Resolution::ALL {
                             let bucket = resolution.bucket(event.received_minute);
                             let slot = counts
@@ -297,34 +300,58 @@ impl WriterThread {
                                 .or_insert([0; EventKind::ALL.len()]);
                             slot[event.kind.index()] += 1;
                         }
-                        outcome.events.push(Stored::New(id));
                     }
-                    for entry in &batch.quarantine {
-                        let id = self.ids.next();
-                        quarantine.insert(&id.to_be_bytes(), entry.as_slice())?;
-                        outcome.quarantined.push(id);
+                    for slot in slots {
+                        outcome.events.push(match slot {
+                            Slot::Old(id) => Stored::Duplicate(id),
+                            Slot::New(index) => Stored::New(EventId(base.0 + index as u64)),
+                            Slot::Repeat(index) => {
+                                Stored::Duplicate(EventId(base.0 + index as u64))
+                            }
+                        });
                     }
-                    outcomes.push(outcome);
+                } else {
+                    for slot in slots {
+                        if let Slot::Old(id) = slot {
+                            outcome.events.push(Stored::Duplicate(id));
+                        }
+                    }
                 }
-                for ((resolution, bucket, source), added) in counts {
-                    let key = keys::stats_key(resolution, bucket, source);
-                    let mut total = stats
-                        .get(&key)?
-                        .map(|value| keys::decode_counts(&value))
-                        .unwrap_or([0; EventKind::ALL.len()]);
-                    for (sum, add) in total.iter_mut().zip(added) {
-                        *sum += add;
-                    }
-                    stats.insert(key, keys::encode_counts(&total))?;
+                for entry in &batch.quarantine {
+                    let id = self.ids.next();
+                    quarantine.insert(&id.to_be_bytes(), entry.as_slice())?;
+                    outcome.quarantined.push(id);
                 }
-                Ok(outcomes)
-            },
-        );
+                outcomes.push(outcome);
+            }
+            for ((resolution, bucket, source), added) in counts {
+                let key = keys::stats_key(resolution, bucket, source);
+                let mut total = stats
+                    .get(&key)?
+                    .map(|value| keys::decode_counts(&value))
+                    .unwrap_or([0; EventKind::ALL.len()]);
+                for (sum, add) in total.iter_mut().zip(added) {
+                    *sum += add;
+                }
+                stats.insert(key, keys::encode_counts(&total))?;
+            }
+            Ok(outcomes)
+        });
         result.map_err(|error| match error {
             TransactionError::Abort(reason) => reason,
             TransactionError::Storage(error) => error.to_string(),
         })
     }
+}
+
+/// Where one prepared event went.
+enum Slot {
+    /// Stored by an earlier request.
+    Old(EventId),
+    /// New, at this index of the request's block.
+    New(usize),
+    /// Repeats an earlier event of the same request (at this index of the block).
+    Repeat(usize),
 }
 
 fn job_events(job: &Job) -> usize {

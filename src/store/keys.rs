@@ -3,12 +3,17 @@
 //! Integers in keys are big-endian so that sled's bytewise order is numeric order.
 //! Ids ([`EventId`]) are time-ordered, so a key range over ids is a time range.
 //!
+//! The events of one request are stored together as one block under the first of their
+//! consecutive ids: one write per request instead of one per event, which is what makes
+//! batched ingestion fast. Dedup keys start with the event's day so that the keys of one
+//! batch land next to each other in the tree rather than all over it.
+//!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `events` | event id | event JSON, without its id |
-//! | `by_recipient` | recipient, `0x00`, event id | kind code (1 byte) |
-//! | `dedup` | 16-byte digest of source, kind, recipient and event identity | event id |
-//! | `pending` | event id | empty: waiting for the rules |
+//! | `events` | first event id of a block | block: the events of one request, as JSON each (see `events::Block`) |
+//! | `by_recipient` | recipient, `0x00`, event id | kind code (1 byte); written by the rules runner |
+//! | `dedup` | day of the event (u32), 12 bytes of a digest of source, kind, recipient and event identity | event id |
+//! | `pending` | first event id of a block | number of events (u32): waiting for the rules |
 //! | `bodies` | body id | header length (u32), header JSON, request body |
 //! | `quarantine` | entry id | quarantine JSON |
 //! | `stats` | resolution (1 byte), bucket start in minutes (u64), source | 14 × u64 counts, one per kind |

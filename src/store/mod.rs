@@ -135,9 +135,14 @@ impl Store {
             alerts: db.open_tree(keys::ALERTS)?,
             alert_throttle: db.open_tree(keys::ALERT_THROTTLE)?,
         };
-        let mut last = 0;
+        // The newest event block ends at its first id plus its length.
+        let mut last = match trees.events.last()? {
+            Some((key, block)) => EventId::from_be_slice(&key).map_or(0, |base| {
+                base.0 + (events::Block::new(&block).len() as u64).saturating_sub(1)
+            }),
+            None => 0,
+        };
         for tree in [
-            &trees.events,
             &trees.bodies,
             &trees.quarantine,
             &trees.outbox,
@@ -229,17 +234,23 @@ impl IdGenerator {
 
     /// Returns the next id.
     pub fn next(&self) -> EventId {
+        self.reserve(1)
+    }
+
+    /// Reserves `count` consecutive ids and returns the first.
+    pub fn reserve(&self, count: u64) -> EventId {
         let now = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or(0) << ID_SEQUENCE_BITS;
         let mut previous = self.last.load(Ordering::Relaxed);
         loop {
-            let next = now.max(previous + 1);
+            let first = now.max(previous + 1);
+            let last = first + count.max(1) - 1;
             match self.last.compare_exchange_weak(
                 previous,
-                next,
+                last,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return EventId(next),
+                Ok(_) => return EventId(first),
                 Err(actual) => previous = actual,
             }
         }
@@ -258,6 +269,14 @@ mod tests {
         let second = ids.next();
         assert_eq!(first.0, future + 1);
         assert_eq!(second.0, future + 2);
+    }
+
+    #[test]
+    fn reserved_ids_are_consecutive_and_never_reused() {
+        let ids = IdGenerator::starting_after(0);
+        let first = ids.reserve(500);
+        let next = ids.next();
+        assert_eq!(next.0, first.0 + 500);
     }
 
     #[test]

@@ -1,67 +1,134 @@
-//! What the rules runner reads and writes: the pending queue, evaluation records and the
-//! outbox of actions.
+//! What the rules runner reads and writes: the pending blocks, the recipient index,
+//! evaluation records and the outbox of actions.
 //!
-//! Marking an event evaluated, recording what the rules did and queueing their actions
-//! happen in one transaction, so a crash leaves either all of it or none of it (and the
-//! event still pending, to be evaluated again after restart, once).
+//! The runner takes pending blocks oldest first. It first indexes a block's events by
+//! recipient (idempotent, so redoing it after a crash is harmless), then evaluates them,
+//! then in one transaction takes the block off the pending queue, stores the evaluation
+//! records and queues the actions. A crash before that transaction leaves the block
+//! pending (evaluated after restart), after it never evaluates it again.
 
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
+use super::events::{Block, block_id, decode_event};
 use super::{Store, StoreError, keys};
-use crate::event::EventId;
+use crate::event::{Event, EventId};
 
-/// One evaluated event, ready to be recorded.
+/// One evaluated block, ready to be recorded.
 #[derive(Debug, Clone)]
-pub struct EvaluatedEvent {
-    /// The event.
-    pub id: EventId,
-    /// Evaluation record (JSON).
-    pub record: Vec<u8>,
+pub struct EvaluatedBlock {
+    /// First id of the block (its pending key).
+    pub block: EventId,
+    /// Evaluation records (JSON) of the events some rule matched or failed on.
+    pub records: Vec<(EventId, Vec<u8>)>,
     /// Actions to queue (JSON each).
     pub actions: Vec<Vec<u8>>,
 }
 
+/// A block waiting for the rules.
+#[derive(Debug)]
+pub struct PendingBlock {
+    /// First id.
+    pub block: EventId,
+    /// Its events (readable ones; an unreadable event is logged and skipped).
+    pub events: Vec<Event>,
+}
+
 impl Store {
-    /// Returns up to `limit` ids of events waiting for the rules, oldest first.
-    pub fn pending(&self, limit: usize) -> Result<Vec<EventId>, StoreError> {
-        let mut ids = Vec::with_capacity(limit.min(1024));
-        for entry in self.trees().pending.iter().keys().take(limit) {
-            let key = entry?;
-            ids.push(
-                EventId::from_be_slice(&key).ok_or_else(|| StoreError::Corrupt {
-                    tree: keys::PENDING,
-                    reason: "key is not an event id".into(),
-                })?,
-            );
+    /// Returns the oldest pending blocks, up to about `max_events` events in all.
+    pub fn pending_blocks(&self, max_events: usize) -> Result<Vec<PendingBlock>, StoreError> {
+        let mut blocks = Vec::new();
+        let mut total = 0;
+        for entry in self.trees().pending.iter() {
+            let (key, _) = entry?;
+            let base = block_id(&key)?;
+            let mut events = Vec::new();
+            if let Some(block) = self.trees().events.get(&key)? {
+                for (index, json) in Block::new(&block).entries().enumerate() {
+                    let id = EventId(base.0 + index as u64);
+                    match decode_event(id, json) {
+                        Ok(event) => events.push(event),
+                        Err(error) => {
+                            tracing::error!(event = %id, %error, "stored event unreadable; not evaluated")
+                        }
+                    }
+                }
+            }
+            total += events.len().max(1);
+            blocks.push(PendingBlock {
+                block: base,
+                events,
+            });
+            if total >= max_events {
+                break;
+            }
         }
-        Ok(ids)
+        Ok(blocks)
     }
 
     /// Returns how many events wait for the rules.
-    pub fn pending_count(&self) -> usize {
-        self.trees().pending.len()
+    pub fn pending_count(&self) -> u64 {
+        self.trees()
+            .pending
+            .iter()
+            .values()
+            .filter_map(Result::ok)
+            .map(|count| {
+                count.get(..4).map_or(0, |b| {
+                    u32::from_be_bytes(b.try_into().expect("4 bytes")) as u64
+                })
+            })
+            .sum()
     }
 
     /// Returns whether `id` waits for the rules.
     pub fn is_pending(&self, id: EventId) -> Result<bool, StoreError> {
-        Ok(self.trees().pending.contains_key(id.to_be_bytes())?)
+        let Some((key, _)) = self
+            .trees()
+            .pending
+            .range(..=id.to_be_bytes())
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(false);
+        };
+        let base = block_id(&key)?;
+        let Some(block) = self.trees().events.get(&key)? else {
+            return Ok(false);
+        };
+        Ok(id.0 < base.0 + Block::new(&block).len() as u64)
     }
 
-    /// Records evaluations: removes each event from the pending queue, stores its record
-    /// and queues its actions, all in one transaction. Returns the ids given to the actions.
-    pub fn record_evaluations(&self, items: &[EvaluatedEvent]) -> Result<Vec<EventId>, StoreError> {
+    /// Adds events to the recipient index.
+    pub fn index_by_recipient(&self, events: &[Event]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for event in events {
+            if let Some(id) = event.id {
+                batch.insert(
+                    keys::recipient_key(event.recipient.as_str(), id),
+                    &[event.kind.code()],
+                );
+            }
+        }
+        self.trees().by_recipient.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Records evaluations: takes each block off the pending queue, stores the records and
+    /// queues the actions, all in one transaction. Returns the ids given to the actions.
+    pub fn record_evaluations(&self, items: &[EvaluatedBlock]) -> Result<Vec<EventId>, StoreError> {
         let t = self.trees();
         let result = (&t.pending, &t.evaluations, &t.outbox).transaction(
             |(pending, evaluations, outbox)| {
                 let mut action_ids = Vec::new();
                 for item in items {
-                    let key = item.id.to_be_bytes();
-                    // Already evaluated (another runner or a replayed batch): skip it whole.
-                    if pending.remove(&key)?.is_none() {
+                    // Already evaluated (a concurrent replay of the queue): skip it whole.
+                    if pending.remove(&item.block.to_be_bytes())?.is_none() {
                         continue;
                     }
-                    evaluations.insert(&key, item.record.as_slice())?;
+                    for (id, record) in &item.records {
+                        evaluations.insert(&id.to_be_bytes(), record.as_slice())?;
+                    }
                     for action in &item.actions {
                         let id = self.next_id();
                         outbox.insert(&id.to_be_bytes(), action.as_slice())?;
@@ -77,7 +144,7 @@ impl Store {
         })
     }
 
-    /// Queues actions outside an evaluation (replays, manual retries).
+    /// Queues actions outside an evaluation (replays, digests).
     pub fn queue_actions(&self, actions: &[Vec<u8>]) -> Result<Vec<EventId>, StoreError> {
         let mut batch = sled::Batch::default();
         let mut ids = Vec::with_capacity(actions.len());
@@ -90,36 +157,12 @@ impl Store {
         Ok(ids)
     }
 
-    /// Returns the evaluation record of `id`, if it was evaluated.
+    /// Returns the evaluation record of `id`, if some rule matched or failed on it.
     pub fn evaluation(&self, id: EventId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .trees()
             .evaluations
             .get(id.to_be_bytes())?
             .map(|value| value.to_vec()))
-    }
-
-    /// Returns the ids of stored events between `from` and `to` (inclusive), oldest
-    /// first, at most `limit`.
-    pub fn event_ids_between(
-        &self,
-        from: EventId,
-        to: EventId,
-        limit: usize,
-    ) -> Result<Vec<EventId>, StoreError> {
-        let mut ids = Vec::new();
-        for entry in self
-            .trees()
-            .events
-            .range(from.to_be_bytes()..=to.to_be_bytes())
-            .keys()
-            .take(limit)
-        {
-            let key = entry?;
-            if let Some(id) = EventId::from_be_slice(&key) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
     }
 }
