@@ -1,7 +1,8 @@
 //! Ingestion: from a provider's request body to normalized events on disk.
 //!
 //! The path of one request:
-//! 1. the raw body is stored as received ([`Store::put_body`]), before anything can go wrong;
+//! 1. the raw body is kept as received and written first, in the same transaction as the
+//!    events it holds (an adapter that panics quarantines its element, never the body);
 //! 2. [`parse_body`] checks it is UTF-8 JSON holding an object or an array of objects;
 //! 3. each element goes through its provider's adapter ([`Provider::normalize`]), which
 //!    yields one [`Event`] per recipient, or an [`ElementError`] that quarantines the element
@@ -46,6 +47,8 @@ pub use sendpulse::SendPulse;
 
 /// Most recipients one provider event may fan out to; the rest are dropped with a warning.
 pub const MAX_RECIPIENTS_PER_EVENT: usize = 1_000;
+/// Bodies up to this size are normalized on the runtime thread that received them.
+const INLINE_BODY_BYTES: usize = 16 * 1024;
 /// Most warnings kept on one event.
 const MAX_WARNINGS: usize = 32;
 /// Longest text kept in a normalized field (the raw event keeps everything).
@@ -595,14 +598,21 @@ impl Ingestor {
         source: Arc<Source>,
         body: axum::body::Bytes,
     ) -> Result<IngestReport, IngestError> {
-        let store = self.store.clone();
         let received_at = Timestamp::now();
-        let prepared = tokio::task::spawn_blocking(move || {
-            prepare_request(&store, &source, &body, received_at)
-        })
-        .await
-        .map_err(|error| StoreError::Commit(format!("ingest task failed: {error}")))??;
-        self.commit(prepared).await
+        // Normalizing is CPU work without IO: small bodies (single events) are cheaper to
+        // handle in place than to hand to another thread; batches go to the blocking pool
+        // so they never hold up the runtime.
+        let prepared = if body.len() <= INLINE_BODY_BYTES {
+            prepare_request(&self.store, &source, &body, received_at)
+        } else {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                prepare_request(&store, &source, &body, received_at)
+            })
+            .await
+            .map_err(|error| StoreError::Commit(format!("ingest task failed: {error}")))?
+        };
+        self.commit(prepared?).await
     }
 
     async fn commit(&self, prepared: Prepared) -> Result<IngestReport, IngestError> {
@@ -665,7 +675,7 @@ fn prepare_request(
         source: source.name.clone(),
         received_at,
     };
-    let body_id = store.put_body(&header, body)?;
+    let (body_id, stored_body) = store.encode_body(&header, body);
     let quarantine_entry = |error: String, index: Option<usize>, element: Option<&RawValue>| {
         let entry = QuarantineEntry {
             id: None,
@@ -680,6 +690,7 @@ fn prepare_request(
     };
     let mut batch = IngestBatch {
         source: source.name.clone(),
+        body: Some((body_id, stored_body)),
         ..IngestBatch::default()
     };
     let elements = match parse_body(body) {
@@ -706,7 +717,16 @@ fn prepare_request(
             received_at,
         };
         let before = events.len();
-        if let Err(error) = source.provider.normalize(&element, &mut events) {
+        // A bug in an adapter must not lose the request: its element is quarantined.
+        let normalized = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            source.provider.normalize(&element, &mut events)
+        }))
+        .unwrap_or_else(|_| {
+            Err(ElementError::Malformed(
+                "the adapter failed on this element (a bug); kept for replay".to_owned(),
+            ))
+        });
+        if let Err(error) = normalized {
             events.truncate(before);
             let message = error.to_string();
             tracing::warn!(source = %source.name, index, error = %message, "element quarantined");

@@ -23,6 +23,14 @@ impl Store {
     /// Stores a request body and returns its id. Not flushed: the commit that follows (or
     /// the next one) makes it durable.
     pub fn put_body(&self, header: &BodyHeader, body: &[u8]) -> Result<EventId, StoreError> {
+        let (id, value) = self.encode_body(header, body);
+        self.trees().bodies.insert(id.to_be_bytes(), value)?;
+        Ok(id)
+    }
+
+    /// Gives a body its id and stored form, to be written with the request's events (see
+    /// `IngestBatch::body`).
+    pub fn encode_body(&self, header: &BodyHeader, body: &[u8]) -> (EventId, Vec<u8>) {
         let id = self.next_id();
         let header_json = serde_json::to_vec(header).expect("body header serializes");
         let header_len = u32::try_from(header_json.len()).expect("body header is small");
@@ -30,8 +38,7 @@ impl Store {
         value.extend_from_slice(&header_len.to_be_bytes());
         value.extend_from_slice(&header_json);
         value.extend_from_slice(body);
-        self.trees().bodies.insert(id.to_be_bytes(), value)?;
-        Ok(id)
+        (id, value)
     }
 
     /// Returns a stored body and its header.
