@@ -268,12 +268,17 @@ impl Rules {
             ran: 0,
             rules: Vec::new(),
         };
+        // One scope per event: `event` and `config` stay, each rule's own variables are
+        // dropped after it ran (`rewind`).
+        let mut scope = self.scope(view);
+        let base = scope.len();
         for rule in set.for_kind(event.kind) {
             if only.is_some_and(|name| name != rule.name) {
                 continue;
             }
             evaluation.ran += 1;
-            let outcome = self.run_rule(rule, view.clone(), history.clone(), event.received_at);
+            let outcome = self.run_rule(rule, &mut scope, history.clone(), event.received_at);
+            scope.rewind(base);
             if outcome.matched || outcome.error.is_some() {
                 evaluation.rules.push(outcome);
             }
@@ -284,7 +289,7 @@ impl Rules {
     fn run_rule(
         &self,
         rule: &Rule,
-        view: Dynamic,
+        scope: &mut Scope<'static>,
         history: Option<History>,
         now: Timestamp,
     ) -> RuleOutcome {
@@ -296,10 +301,8 @@ impl Rules {
             history,
             now,
         };
-        let mut scope = self.scope(view);
-        let (result, state) = engine::with_state(state, || {
-            self.engine.run_ast_with_scope(&mut scope, &rule.ast)
-        });
+        let (result, state) =
+            engine::with_state(state, || self.engine.run_ast_with_scope(scope, &rule.ast));
         metrics::counter!(names::RULE_RUNS).increment(1);
         match result {
             Ok(()) => RuleOutcome {

@@ -188,27 +188,33 @@ pub async fn trial(
         .source(source)
         .with_context(|| format!("unknown source `{source}`"))?;
     for (index, earlier) in history.iter().enumerate() {
-        ingestor
+        let report = ingestor
             .ingest(source.clone(), earlier.clone().into())
             .await
             .map_err(|error| describe(error).context(format!("history body {}", index + 1)))?;
+        // What the runner does before evaluating: index the events by recipient.
+        store.index_by_recipient(&stored_events(&store, &report.event_ids)?)?;
     }
     let report = ingestor
         .ingest(source, body.into())
         .await
         .map_err(describe)?;
-    let mut trial = Trial {
-        events: Vec::new(),
-        evaluations: Vec::new(),
-    };
-    for id in report.event_ids {
-        let event = store.event(id)?.context("stored event")?;
-        trial
-            .evaluations
-            .push(rules.evaluate(&set, &event, Some(&store), Some(&name)));
-        trial.events.push(event);
-    }
-    Ok(trial)
+    let events = stored_events(&store, &report.event_ids)?;
+    store.index_by_recipient(&events)?;
+    let evaluations = events
+        .iter()
+        .map(|event| rules.evaluate(&set, event, Some(&store), Some(&name)))
+        .collect();
+    Ok(Trial {
+        events,
+        evaluations,
+    })
+}
+
+fn stored_events(store: &Store, ids: &[crate::event::EventId]) -> anyhow::Result<Vec<Event>> {
+    ids.iter()
+        .map(|id| store.event(*id)?.context("stored event"))
+        .collect()
 }
 
 fn describe(error: IngestError) -> anyhow::Error {
