@@ -349,11 +349,77 @@ fn describe_error(error: &rhai::EvalAltResult) -> String {
 /// every rule (cloning a shared value copies a pointer). `raw` is left out: provider
 /// fields not in the model are in `metadata`.
 pub fn event_view(event: &Event) -> Dynamic {
-    let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.remove("raw");
-    }
-    engine::to_dynamic(&value).into_shared()
+    // Built field by field (not through serde_json::Value): this runs for every event.
+    let mut map = rhai::Map::new();
+    let mut put = |name: &str, value: Dynamic| {
+        if !value.is_unit() {
+            map.insert(name.into(), value);
+        }
+    };
+    let text = |value: &str| Dynamic::from(rhai::ImmutableString::from(value));
+    let optional = |value: &Option<String>| value.as_deref().map_or(Dynamic::UNIT, text);
+    put(
+        "id",
+        event.id.map_or(Dynamic::UNIT, |id| text(&id.to_string())),
+    );
+    put("source", text(&event.source));
+    put("provider", text(&event.provider));
+    put("provider_event", text(&event.provider_event));
+    put("kind", text(event.kind.as_str()));
+    put(
+        "bounce_class",
+        event
+            .bounce_class
+            .map_or(Dynamic::UNIT, |c| text(c.as_str())),
+    );
+    put(
+        "reason",
+        event.reason.map_or(Dynamic::UNIT, |r| text(r.as_str())),
+    );
+    put("recipient", text(event.recipient.as_str()));
+    put(
+        "occurred_at",
+        event
+            .occurred_at
+            .map_or(Dynamic::UNIT, |at| text(&at.to_string())),
+    );
+    put("time_quality", text(event.time_quality.as_str()));
+    put("received_at", text(&event.received_at.to_string()));
+    put("message_id", optional(&event.message_id));
+    put("provider_event_id", optional(&event.provider_event_id));
+    put(
+        "smtp_code",
+        event
+            .smtp_code
+            .map_or(Dynamic::UNIT, |code| Dynamic::from_int(code.into())),
+    );
+    put("smtp_enhanced", optional(&event.smtp_enhanced));
+    put("smtp_response", optional(&event.smtp_response));
+    put("subject", optional(&event.subject));
+    put("sender", optional(&event.sender));
+    put("campaign", optional(&event.campaign));
+    put("click_url", optional(&event.click_url));
+    put("user_agent", optional(&event.user_agent));
+    put("ip", optional(&event.ip));
+    put(
+        "tags",
+        Dynamic::from_array(event.tags.iter().map(|t| text(t)).collect()),
+    );
+    put(
+        "metadata",
+        Dynamic::from_map(
+            event
+                .metadata
+                .iter()
+                .map(|(key, value)| (key.as_str().into(), engine::to_dynamic(value)))
+                .collect(),
+        ),
+    );
+    put(
+        "warnings",
+        Dynamic::from_array(event.warnings.iter().map(|w| text(w)).collect()),
+    );
+    Dynamic::from_map(map).into_shared()
 }
 
 /// Reads `// on: kind, kind` from the leading comment lines. Returns the line of a bad
@@ -410,6 +476,32 @@ pub fn rule_files(dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_view_has_the_event_model_fields() {
+        let raw = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let mut event = Event::new(
+            "sp",
+            "sendpulse",
+            "hard_bounces",
+            EventKind::Bounce,
+            crate::event::EmailAddress::parse("a@example.com").unwrap(),
+            "2026-01-02T03:04:05Z".parse().unwrap(),
+            raw,
+        );
+        event.smtp_code = Some(550);
+        event
+            .metadata
+            .insert("campaign".into(), serde_json::json!("spring"));
+        let view = event_view(&event).flatten().cast::<rhai::Map>();
+        assert_eq!(view["kind"].to_string(), "bounce");
+        assert_eq!(view["recipient"].to_string(), "a@example.com");
+        assert_eq!(view["smtp_code"].as_int(), Ok(550));
+        assert_eq!(view["received_at"].to_string(), "2026-01-02T03:04:05Z");
+        let metadata = view["metadata"].clone().cast::<rhai::Map>();
+        assert_eq!(metadata["campaign"].to_string(), "spring");
+        assert!(!view.contains_key("bounce_class") && !view.contains_key("raw"));
+    }
 
     #[test]
     fn header_lists_kinds() {

@@ -195,3 +195,49 @@ pub fn all_fixtures() -> Vec<String> {
     found.sort();
     found
 }
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most 10 s; panics naming
+/// `what` otherwise. For effects that happen in the background (rules, actions).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+impl TestApp {
+    /// POSTs JSON to `path` and returns status and JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request is sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Waits until the rules have evaluated event `id`; returns `GET /api/events/{id}`.
+    pub async fn evaluated(&self, id: &str) -> Value {
+        let path = format!("/api/events/{id}");
+        eventually(&format!("the evaluation of {id}"), || async {
+            let (status, event) = self.get(&path).await;
+            assert_eq!(status, 200, "{event}");
+            (event["evaluation"]["pending"] != Value::Bool(true)).then_some(event)
+        })
+        .await
+    }
+}

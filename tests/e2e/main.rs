@@ -1,7 +1,10 @@
 //! End-to-end tests: the real server on an ephemeral port, a temporary data directory, HTTP.
 //! One test binary (one link step) with a module per area.
 
+mod actions;
 mod adapters;
 mod helpers;
 mod ingest;
+mod rules;
+mod sinks;
 mod suppressions;
