@@ -123,6 +123,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let options = StoreOptions {
         cache_capacity: config.storage.cache_capacity_mb * 1024 * 1024,
         max_group: config.storage.max_group,
+        fold_local_parts: config.suppressions.case_insensitive_local_part,
     };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;

@@ -45,6 +45,17 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Outbound HTTP calls (`http_post`).
     pub outbound: OutboundConfig,
+    /// Suppression list settings.
+    pub suppressions: SuppressionsConfig,
+}
+
+/// Suppression list settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuppressionsConfig {
+    /// Match local parts case-insensitively too (`User@x.com` = `user@x.com`). Off by
+    /// default: RFC 5321 lets a mailbox depend on the case of its local part, though few do.
+    pub case_insensitive_local_part: bool,
 }
 
 /// Alert e-mail settings.
@@ -170,6 +181,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             alerts: AlertsConfig::default(),
             outbound: OutboundConfig::default(),
+            suppressions: SuppressionsConfig::default(),
         }
     }
 }

@@ -69,10 +69,16 @@ pub fn throttle(
             }
             (Some(window), Throttle::Folded)
         }
-        // No window, or one that ended (its digest is sent by `close_windows`, which may
-        // not have run yet: keep its count by sending this alert and starting afresh only
-        // when nothing was folded).
-        Some(window) if window.folded > 0 => (Some(window), Throttle::Send),
+        // A window that ended but whose digest `close_windows` has not sent yet (it runs
+        // every poll): fold into it, so the digest counts this alert too.
+        Some(mut window) if window.folded > 0 => {
+            window.folded += 1;
+            if window.samples.len() < DIGEST_SAMPLES && !window.samples.iter().any(|s| s == subject)
+            {
+                window.samples.push(subject.to_owned());
+            }
+            (Some(window), Throttle::Folded)
+        }
         _ => (
             Some(Window {
                 ends_at: now + SignedDuration::from_secs(once_per.max(1)),

@@ -205,10 +205,11 @@ impl Caller {
             .clone()
     }
 
-    /// POSTs `body` to `url` with `headers`, identified by `id` (stable across retries).
+    /// POSTs `body` to `url` with `headers`, identified by `message_id` (stable across
+    /// retries and replays).
     pub async fn post(
         &self,
-        id: EventId,
+        message_id: &str,
         url: &str,
         body: &serde_json::Value,
         headers: &std::collections::BTreeMap<String, String>,
@@ -231,19 +232,18 @@ impl Caller {
             }
         }
         let payload = serde_json::to_vec(body).unwrap_or_default();
-        let message_id = id.to_string();
         let timestamp = Timestamp::now().as_second().to_string();
         let mut request = self
             .client
             .post(parsed)
             .header("content-type", "application/json")
-            .header("idempotency-key", &message_id)
-            .header("webhook-id", &message_id)
+            .header("idempotency-key", message_id)
+            .header("webhook-id", message_id)
             .header("webhook-timestamp", &timestamp);
         if let Some(key) = &self.signing_key {
             request = request.header(
                 "webhook-signature",
-                sign(key, &message_id, &timestamp, &payload),
+                sign(key, message_id, &timestamp, &payload),
             );
         }
         for (name, value) in headers {
@@ -317,6 +317,35 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         }
     };
     Some(Duration::from_secs(seconds.min(86_400)))
+}
+
+/// The id a call is sent with: derived from the event, rule, URL and body when the call
+/// comes from an event, so retries and replays of the same call carry the same id and the
+/// receiver can tell they are one; the action's id otherwise.
+pub fn message_id(
+    action: EventId,
+    event: Option<EventId>,
+    rule: &str,
+    url: &str,
+    body: &serde_json::Value,
+) -> String {
+    use sha2::Digest;
+    let Some(event) = event else {
+        return format!("msg_{action}");
+    };
+    let mut hasher = Sha256::new();
+    for part in [
+        event.to_string().as_bytes(),
+        rule.as_bytes(),
+        url.as_bytes(),
+        body.to_string().as_bytes(),
+    ] {
+        hasher.update(part);
+        hasher.update([0]);
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("msg_{hex}")
 }
 
 /// The Standard Webhooks signature: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`.

@@ -31,6 +31,8 @@ use http::{CallOutcome, Caller};
 const POLL: Duration = Duration::from_millis(200);
 /// Most actions started per poll.
 const BATCH: usize = 256;
+/// How often the outbox gauge is refreshed.
+const GAUGE_EVERY: Duration = Duration::from_secs(10);
 /// How often expired suppressions are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 /// How long shutdown waits for calls in flight.
@@ -108,7 +110,8 @@ impl Executor {
                 .await?
             }
             Action::HttpPost { url, body, headers } => {
-                match self.caller.post(id, &url, &body, &headers).await {
+                let message_id = http::message_id(id, action.event_id, &action.rule, &url, &body);
+                match self.caller.post(&message_id, &url, &body, &headers).await {
                     CallOutcome::Done(_) => Step::Done,
                     CallOutcome::Retry { error, retry_after } => Step::Retry(error, retry_after),
                     CallOutcome::Dead(error) => Step::Dead(error),
@@ -318,7 +321,17 @@ impl Worker {
 async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
     let mut running = JoinSet::new();
     let mut last_purge: Option<std::time::Instant> = None;
+    let mut last_gauge: Option<std::time::Instant> = None;
     loop {
+        if last_gauge.is_none_or(|at| at.elapsed() >= GAUGE_EVERY) {
+            // Counting the outbox walks it: not on every poll.
+            last_gauge = Some(std::time::Instant::now());
+            let store = executor.store.clone();
+            if let Ok(pending) = tokio::task::spawn_blocking(move || store.pending_actions()).await
+            {
+                metrics::gauge!(names::OUTBOX_PENDING).set(pending as f64);
+            }
+        }
         if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
             last_purge = Some(std::time::Instant::now());
             let store = executor.store.clone();
@@ -342,7 +355,6 @@ async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
             let executor = executor.clone();
             tokio::task::spawn_blocking(move || -> Result<Vec<QueuedAction>, StoreError> {
                 executor.queue_digests()?;
-                metrics::gauge!(names::OUTBOX_PENDING).set(executor.store.pending_actions() as f64);
                 executor.store.due_actions(Timestamp::now(), BATCH)
             })
             .await

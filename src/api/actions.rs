@@ -51,6 +51,29 @@ pub async fn outbox(
     Ok(Json(json!({ "actions": actions, "next_cursor": next })))
 }
 
+/// Hides credentials a rule put in call headers (from `[rules.vars]`): they are needed to
+/// make the call, not to look at the queue.
+fn redact(action: &mut crate::rules::QueuedAction) {
+    if let crate::rules::Action::HttpPost { headers, .. } = &mut action.action {
+        for (name, value) in headers.iter_mut() {
+            let name = name.to_ascii_lowercase();
+            let secret = [
+                "authorization",
+                "token",
+                "secret",
+                "key",
+                "cookie",
+                "password",
+            ]
+            .iter()
+            .any(|word| name.contains(word));
+            if secret {
+                *value = "[redacted]".to_owned();
+            }
+        }
+    }
+}
+
 /// `POST /api/outbox/{id}/retry`: a dead action goes back to pending with a fresh retry
 /// schedule; a pending one is made due now.
 pub async fn retry(
@@ -66,11 +89,13 @@ pub async fn retry(
         action.attempts = 0;
         action.next_attempt_at = Some(now);
         state.store.move_action(&action, OutboxStatus::Pending)?;
+        redact(&mut action);
         return Ok(Json(json!({ "action": action })));
     }
     if let Some(mut action) = state.store.action(id, OutboxStatus::Pending)? {
         action.next_attempt_at = Some(now);
         state.store.update_action(&action)?;
+        redact(&mut action);
         return Ok(Json(json!({ "action": action })));
     }
     Err(ApiError::not_found(format!("no action {id}")))

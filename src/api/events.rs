@@ -98,6 +98,9 @@ pub async fn one(
     let Some(event) = state.store.event(id)? else {
         return Err(ApiError::not_found(format!("no event {id}")));
     };
+    // Pending first: if the evaluation commits between the two reads, the record is
+    // found; the other order could show a matched event as unmatched.
+    let pending = state.store.is_pending(id)?;
     let evaluation = match state.store.evaluation(id)? {
         Some(bytes) => serde_json::from_slice::<Evaluation>(&bytes).ok(),
         None => None,
@@ -118,10 +121,7 @@ pub async fn one(
             }
             json!(evaluation)
         }
-        None => {
-            let pending = state.store.is_pending(id)?;
-            json!({ "pending": pending, "ran": !pending, "rules": [] })
-        }
+        None => json!({ "pending": pending, "rules": [] }),
     };
     // Serialized from the struct, never through `Value`, so `raw` stays byte for byte.
     let body = serde_json::to_vec(&EventDetail {

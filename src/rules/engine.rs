@@ -343,10 +343,18 @@ fn register_history(engine: &mut Engine) {
             let Some(history) = current(|state| state.history.clone())? else {
                 return Ok(0);
             };
-            let from = history.at - SignedDuration::from_secs(within.max(0));
+            // Either side of this event's time: providers deliver out of order, and an
+            // earlier-stored event may have happened after this one.
+            let window = SignedDuration::from_secs(within.max(0));
             history
                 .store
-                .count_events_in_window(&recipient, kind, history.event_id, from, history.at)
+                .count_events_in_window(
+                    &recipient,
+                    kind,
+                    history.event_id,
+                    history.at - window,
+                    history.at + window,
+                )
                 .map(|count| count as i64)
                 .map_err(|error| runtime(format!("count_events: {error}")))
         },

@@ -89,11 +89,15 @@ impl RulesState {
             status.retain(|name, _| rules.iter().any(|rule| &rule.name == name));
             for rule in &rules {
                 let entry = status.entry(rule.name.clone()).or_default();
+                // Only a newly compiled version clears an error: an unchanged old version
+                // kept because its file is broken keeps showing why.
+                if entry.loaded_at != Some(rule.loaded_at) {
+                    entry.compile_error = None;
+                }
                 entry.name = rule.name.clone();
                 entry.file = rule.path.clone();
                 entry.kinds = rule.kinds.clone().unwrap_or_default();
                 entry.loaded_at = Some(rule.loaded_at);
-                entry.compile_error = None;
             }
         }
         *self.set.write().expect("rule set lock") = Arc::new(RuleSet::new(rules));

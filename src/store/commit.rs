@@ -25,6 +25,8 @@ use crate::telemetry::names;
 
 /// Requests waiting for the writer before senders have to wait.
 const QUEUE_DEPTH: usize = 4096;
+/// Most events in one stored block (one request's events may span several blocks).
+const MAX_BLOCK_EVENTS: usize = 32;
 /// Longest wait for more requests before a flush (see `WriterThread::run`).
 const MAX_LINGER: Duration = Duration::from_millis(2);
 /// Most events applied in one transaction, to bound its memory.
@@ -297,8 +299,9 @@ impl WriterThread {
     }
 
     /// Applies every batch in one transaction; returns one outcome per batch. Each
-    /// batch's new events become one block: one `events` and one `pending` write per
-    /// request, plus a dedup key per event.
+    /// batch's new events get consecutive ids and are stored in blocks of up to
+    /// [`MAX_BLOCK_EVENTS`]: one `events` and one `pending` write per block, plus a dedup
+    /// key per event.
     fn apply(&self, batches: &[&IngestBatch]) -> Result<Vec<IngestOutcome>, String> {
         let t = &self.trees;
         let trees = (
@@ -338,9 +341,15 @@ impl WriterThread {
                 }
                 if !fresh.is_empty() {
                     let base = self.ids.reserve(fresh.len() as u64);
-                    let block = Block::encode(fresh.iter().map(|event| event.json.as_slice()));
-                    events.insert(&base.to_be_bytes(), block)?;
-                    pending.insert(&base.to_be_bytes(), &(fresh.len() as u32).to_be_bytes())?;
+                    // Blocks of at most MAX_BLOCK_EVENTS: reading one event loads its
+                    // block, so blocks stay small enough for point reads to be cheap.
+                    for (chunk_index, chunk) in fresh.chunks(MAX_BLOCK_EVENTS).enumerate() {
+                        let first = EventId(base.0 + (chunk_index * MAX_BLOCK_EVENTS) as u64);
+                        let block = Block::encode(chunk.iter().map(|event| event.json.as_slice()));
+                        events.insert(&first.to_be_bytes(), block)?;
+                        pending
+                            .insert(&first.to_be_bytes(), &(chunk.len() as u32).to_be_bytes())?;
+                    }
                     for (index, event) in fresh.iter().enumerate() {
                         let id = EventId(base.0 + index as u64);
                         dedup.insert(&event.dedup, &id.to_be_bytes())?;

@@ -7,7 +7,7 @@ use super::keys::{self, KindCounts, Resolution};
 use super::{Store, StoreError};
 use crate::event::{EventId, EventKind};
 
-/// Most index entries `count_events` looks at for one address (newest first).
+/// Most matching events `count_events` reads for one address (newest first).
 pub const MAX_HISTORY_SCAN: usize = 2_000;
 
 impl Store {
@@ -24,13 +24,10 @@ impl Store {
         let start = keys::recipient_key(recipient, EventId(0));
         let end = keys::recipient_key(recipient, up_to);
         let mut count = 0;
-        for entry in self
-            .trees()
-            .by_recipient
-            .range(start..=end)
-            .rev()
-            .take(MAX_HISTORY_SCAN)
-        {
+        let mut read = 0;
+        // The index holds each event's kind, so other kinds are skipped without reading
+        // events; only reads of matching events are capped.
+        for entry in self.trees().by_recipient.range(start..=end).rev() {
             let (key, kind_code) = entry?;
             if kind_code.first() != Some(&kind.code()) {
                 continue;
@@ -38,6 +35,10 @@ impl Store {
             let Some(id) = keys::id_from_recipient_key(&key) else {
                 continue;
             };
+            read += 1;
+            if read > MAX_HISTORY_SCAN {
+                break;
+            }
             let Some(event) = self.event(id)? else {
                 continue;
             };

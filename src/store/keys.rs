@@ -3,9 +3,9 @@
 //! Integers in keys are big-endian so that sled's bytewise order is numeric order.
 //! Ids ([`EventId`]) are time-ordered, so a key range over ids is a time range.
 //!
-//! The events of one request are stored together as one block under the first of their
-//! consecutive ids: one write per request instead of one per event, which is what makes
-//! batched ingestion fast. Dedup keys start with the event's day so that the keys of one
+//! The events of one request are stored together in blocks (of up to 32) under the first
+//! of their consecutive ids: one write per block instead of one per event, which is what
+//! makes batched ingestion fast, while reading one event loads only its small block. Dedup keys start with the event's day so that the keys of one
 //! batch land next to each other in the tree rather than all over it.
 //!
 //! | tree | key | value |

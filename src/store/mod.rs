@@ -58,6 +58,8 @@ pub struct StoreOptions {
     pub cache_capacity: u64,
     /// Most requests applied and flushed together by the writer.
     pub max_group: usize,
+    /// Match suppressed addresses' local parts case-insensitively (`User@x` = `user@x`).
+    pub fold_local_parts: bool,
 }
 
 impl Default for StoreOptions {
@@ -65,6 +67,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity: 64 * 1024 * 1024,
             max_group: 512,
+            fold_local_parts: false,
         }
     }
 }
@@ -99,6 +102,7 @@ struct Inner {
     ids: Arc<IdGenerator>,
     writer: commit::Writer,
     path: PathBuf,
+    fold_local_parts: bool,
 }
 
 impl Store {
@@ -162,6 +166,7 @@ impl Store {
                 ids,
                 writer,
                 path: path.to_owned(),
+                fold_local_parts: options.fold_local_parts,
             }),
         })
     }
@@ -173,6 +178,11 @@ impl Store {
     /// Returns a new time-ordered id, unique within this store.
     pub fn next_id(&self) -> EventId {
         self.inner.ids.next()
+    }
+
+    /// Whether suppressions match local parts case-insensitively.
+    pub fn fold_local_parts(&self) -> bool {
+        self.inner.fold_local_parts
     }
 
     /// Returns the directory the store lives in.

@@ -83,12 +83,24 @@ impl SuppressionStatus {
 }
 
 impl Store {
+    /// The key an address is suppressed under: as given (domain already lower-cased by
+    /// `EmailAddress::parse`), or wholly lower-cased when the store is configured to match
+    /// local parts case-insensitively.
+    pub fn suppression_key<'a>(&self, address: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.fold_local_parts() && address.chars().any(char::is_uppercase) {
+            std::borrow::Cow::Owned(address.to_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(address)
+        }
+    }
+
     /// Returns what decides whether `address` (normalized) is suppressed, without decoding
     /// its history: one point read.
     pub fn suppression_status(
         &self,
         address: &str,
     ) -> Result<Option<SuppressionStatus>, StoreError> {
+        let address = &*self.suppression_key(address);
         let Some(value) = self.trees().suppressions.get(address.as_bytes())? else {
             return Ok(None);
         };
@@ -102,6 +114,7 @@ impl Store {
 
     /// Returns the entry for `address` (normalized), in force or not.
     pub fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError> {
+        let address = &*self.suppression_key(address);
         let Some(value) = self.trees().suppressions.get(address.as_bytes())? else {
             return Ok(None);
         };
@@ -173,7 +186,8 @@ impl Store {
         now: Timestamp,
     ) -> Result<(Suppression, SuppressOutcome), StoreError> {
         let created_at = created_at.map_or(now, |at| at.min(now));
-        self.update_suppression(&request.address, |existing| {
+        let key = self.suppression_key(&request.address).into_owned();
+        self.update_suppression(&key, |existing| {
             let change = |change: &str| Change {
                 at: now,
                 change: change.to_owned(),
@@ -208,7 +222,7 @@ impl Store {
                     let mut history = previous.map(|p| p.history).unwrap_or_default();
                     history.push(change("suppress"));
                     let mut entry = Suppression {
-                        address: request.address.clone(),
+                        address: key.clone(),
                         reason: request.reason.clone(),
                         source: request.source.clone(),
                         event_id: request.event_id,
@@ -238,7 +252,8 @@ impl Store {
         reason: &str,
         now: Timestamp,
     ) -> Result<Option<Suppression>, StoreError> {
-        self.update_suppression(address, |existing| {
+        let key = self.suppression_key(address).into_owned();
+        self.update_suppression(&key, |existing| {
             let mut entry = existing.filter(|entry| entry.in_force(now))?;
             entry.active = false;
             entry.updated_at = now;
@@ -337,5 +352,83 @@ fn push_history(entry: &mut Suppression, change: Change) {
     if entry.history.len() > MAX_HISTORY {
         let excess = entry.history.len() - MAX_HISTORY;
         entry.history.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    fn request(address: &str, expires_at: Option<Timestamp>) -> SuppressRequest {
+        SuppressRequest {
+            address: address.to_owned(),
+            reason: "test".to_owned(),
+            source: None,
+            event_id: None,
+            rule: "manual".to_owned(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn one_entry_per_address_extended_or_upgraded_never_shortened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let day = jiff::SignedDuration::from_hours(24);
+        let (_, first) = store
+            .suppress(&request("a@x.com", Some(now + day)), now)
+            .unwrap();
+        let (_, longer) = store
+            .suppress(&request("a@x.com", Some(now + day * 2)), now)
+            .unwrap();
+        let (_, shorter) = store
+            .suppress(&request("a@x.com", Some(now + day)), now)
+            .unwrap();
+        let (_, permanent) = store.suppress(&request("a@x.com", None), now).unwrap();
+        let (entry, again) = store
+            .suppress(&request("a@x.com", Some(now + day)), now)
+            .unwrap();
+        assert_eq!(
+            [first, longer, shorter, permanent, again],
+            [
+                SuppressOutcome::Added,
+                SuppressOutcome::Extended,
+                SuppressOutcome::Unchanged,
+                SuppressOutcome::Upgraded,
+                SuppressOutcome::Unchanged
+            ]
+        );
+        assert_eq!(entry.expires_at, None);
+        assert!(
+            !store.is_suppressed("A@x.com", now).unwrap(),
+            "local part is exact by default"
+        );
+        assert!(
+            store
+                .unsuppress("a@x.com", "manual", "test", now)
+                .unwrap()
+                .is_some()
+        );
+        assert!(!store.is_suppressed("a@x.com", now).unwrap());
+        let history = store.suppression("a@x.com").unwrap().unwrap().history;
+        assert_eq!(history.last().unwrap().change, "unsuppress");
+    }
+
+    #[test]
+    fn local_parts_can_be_matched_case_insensitively() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            fold_local_parts: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), &options).unwrap();
+        let now = Timestamp::now();
+        store
+            .suppress(&request("John.Doe@x.com", None), now)
+            .unwrap();
+        assert!(store.is_suppressed("john.doe@x.com", now).unwrap());
+        assert!(store.is_suppressed("JOHN.DOE@x.com", now).unwrap());
     }
 }

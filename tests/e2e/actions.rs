@@ -195,6 +195,52 @@ async fn an_alert_is_mailed_with_prefix_headers_rule_and_event() {
 }
 
 #[tokio::test]
+async fn alert_text_cannot_add_headers_or_end_the_message_early() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(|config| {
+        use_smtp(config, smtp.port);
+        write_rule(
+            &config.rules_dir,
+            "notify",
+            "// on: complaint\n\
+             alert(#{to: [\"ops@example.com\", \"lead@example.com\"],\n\
+                     subject: \"Complaint: \" + event.subject,\n\
+                     body: \"before\\n.\\nafter\\n..two dots\\nQUIT\"});\n",
+        );
+    })
+    .await;
+    let body = json!([{"event": "spam_by_user", "timestamp": 1_700_000_000,
+        "recipient": "reader@example.com",
+        "subject": "hello\r\nBcc: evil@example.com\r\nX-Injected: yes"}]);
+    post_one(&app, "sendpulse", body.to_string()).await;
+
+    let mails = smtp.wait_for(1).await;
+    let mail = &mails[0];
+    assert_eq!(
+        mail.to,
+        ["ops@example.com", "lead@example.com"],
+        "{}",
+        mail.data
+    );
+    assert_eq!(mail.header("Bcc"), None, "{}", mail.data);
+    assert_eq!(mail.header("X-Injected"), None, "{}", mail.data);
+    // The line breaks stay inside the (RFC 2047 encoded) subject.
+    assert!(
+        mail.header("Subject")
+            .is_some_and(|subject| subject.starts_with("[mailwarden] Complaint: ")),
+        "{}",
+        mail.data
+    );
+    let text = mail.body();
+    assert!(
+        text.starts_with("before\n.\nafter\n..two dots\nQUIT\n"),
+        "dot-stuffed lines come back intact:\n{text}"
+    );
+    outbox_drained(&app).await;
+    assert_eq!(smtp.mails().len(), 1);
+}
+
+#[tokio::test]
 async fn fifty_complaints_make_one_mail_and_one_digest() {
     let smtp = SmtpSink::start().await;
     // The shipped complaint rule with a 3-second window instead of an hour, so the
@@ -463,6 +509,9 @@ async fn the_guard_refuses_metadata_and_loopback_that_is_not_allowed() {
             "urls".into(),
             json!([
                 "http://169.254.169.254/latest/meta-data",
+                // The same address as a decimal number and IPv4-mapped IPv6.
+                "http://2852039166/latest/meta-data",
+                "http://[::ffff:169.254.169.254]/latest/meta-data",
                 format!("http://127.0.0.1:{port}/hook"),
                 format!("http://localhost:{port}/hook"),
             ]),
@@ -482,12 +531,12 @@ async fn the_guard_refuses_metadata_and_loopback_that_is_not_allowed() {
     )
     .await;
 
-    let dead = eventually("three dead letters", || async {
+    let dead = eventually("five dead letters", || async {
         let dead = outbox(&app, "dead").await;
-        (dead.len() >= 3).then_some(dead)
+        (dead.len() >= 5).then_some(dead)
     })
     .await;
-    assert_eq!(dead.len(), 3, "{dead:#?}");
+    assert_eq!(dead.len(), 5, "{dead:#?}");
     for action in &dead {
         let url = action["action"]["url"].as_str().expect("url");
         let error = action["last_error"].as_str().unwrap_or_default();

@@ -233,11 +233,18 @@ impl TestApp {
     /// Waits until the rules have evaluated event `id`; returns `GET /api/events/{id}`.
     pub async fn evaluated(&self, id: &str) -> Value {
         let path = format!("/api/events/{id}");
-        eventually(&format!("the evaluation of {id}"), || async {
+        let event = eventually(&format!("the evaluation of {id}"), || async {
             let (status, event) = self.get(&path).await;
             assert_eq!(status, 200, "{event}");
             (event["evaluation"]["pending"] != Value::Bool(true)).then_some(event)
         })
-        .await
+        .await;
+        if event["evaluation"].get("evaluated_at").is_some() {
+            return event;
+        }
+        // "Not pending, no record" can be a torn read: the handler reads the record, then
+        // the pending flag, and the evaluation may commit in between. Read again.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.get(&path).await.1
     }
 }

@@ -281,8 +281,52 @@ async fn soft_bounces_suppress_at_three_within_seven_days_only() {
         let event = app.evaluated(&id).await;
         assert!(outcome(&event, "soft_bounces").is_none(), "{event}");
     }
+
+    // Three in one batch, oldest first: only the third sees the other two.
+    let batch = "batch@example.com";
+    let body: Vec<Value> = (0..3)
+        .map(|n| {
+            json!({"event": "soft_bounces", "email": batch, "timestamp": t0 + n * 100,
+                        "smtp_server_response_code": 452})
+        })
+        .collect();
+    let ids = post_ids(&app, "sendpulse", Value::Array(body).to_string()).await;
+    assert_eq!(ids.len(), 3);
+    for (n, id) in ids.iter().enumerate() {
+        let event = app.evaluated(id).await;
+        assert_eq!(
+            outcome(&event, "soft_bounces").is_some(),
+            n == 2,
+            "{n}: {event}"
+        );
+    }
+    suppressed(&app, batch).await;
+
     outbox_drained(&app).await;
     not_suppressed(&app, spread).await;
+}
+
+#[tokio::test]
+async fn soft_bounces_delivered_out_of_order_still_suppress() {
+    let app = spawn_with_shipped_rules().await;
+    let t0 = 1_700_000_000;
+    // Three soft bounces within 200 seconds, in one SendPulse batch, newest first.
+    let body: Vec<Value> = (0..3)
+        .map(|n| {
+            json!({"event": "soft_bounces", "email": "late@example.com",
+                        "timestamp": t0 + 200 - n * 100, "smtp_server_response_code": 452})
+        })
+        .collect();
+    let ids = post_ids(&app, "sendpulse", Value::Array(body).to_string()).await;
+    for id in &ids {
+        app.evaluated(id).await;
+    }
+    outbox_drained(&app).await;
+    let (status, entry) = app.get("/api/suppressions/late@example.com").await;
+    assert_eq!(
+        status, 200,
+        "3 soft bounces within 7 days, not suppressed: {entry}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -329,7 +373,13 @@ async fn an_endless_loop_is_stopped_and_the_other_rules_still_run() {
             .contains(&json!("seen"))
     );
 
-    let status = rule_status(&app, "endless_loop").await.expect("listed");
+    // The counters are updated right after the evaluation is recorded.
+    let status = eventually("the error to be counted", || async {
+        rule_status(&app, "endless_loop")
+            .await
+            .filter(|status| status["errors"] != 0)
+    })
+    .await;
     assert_eq!(status["errors"], 1, "{status}");
     assert!(
         status["last_error"]
@@ -588,6 +638,32 @@ async fn a_compile_error_stays_shown_while_another_file_changes() {
 }
 
 #[tokio::test]
+async fn a_new_file_that_does_not_compile_stays_listed_with_its_error() {
+    let app = spawn_app_with(|config| config.rules.reload_interval_secs = 1).await;
+    let dir = app.rules_dir();
+    write_rule(&dir, "fresh", BROKEN_RULE);
+    let status = eventually("the compile error to show", || async {
+        rule_status(&app, "fresh")
+            .await
+            .filter(|rule| rule["compile_error"].is_string())
+    })
+    .await;
+    assert!(status["loaded_at"].is_null(), "{status}");
+    write_rule(&dir, "other", "// on: bounce\ntag(\"other\");\n");
+    eventually("the other rule to load", || async {
+        rule_status(&app, "other").await
+    })
+    .await;
+    let status = rule_status(&app, "fresh").await;
+    assert!(
+        status
+            .as_ref()
+            .is_some_and(|s| s["compile_error"].is_string()),
+        "fresh.rhai does not compile, but /api/rules no longer says so: {status:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_broken_rule_at_startup_fails_the_build_with_its_position() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = test_config(dir.path());
@@ -693,7 +769,12 @@ async fn events_stored_but_not_evaluated_are_evaluated_once_after_restart() {
         expected.sort();
         let logged = logged_alerts(&app, expected.len()).await;
         assert_eq!(alerts_for(&logged), expected, "round {round}");
-        let status = rule_status(&app, "once").await.expect("listed");
+        let status = eventually("the barrier to be counted", || async {
+            rule_status(&app, "once")
+                .await
+                .filter(|status| status["runs"] != 0)
+        })
+        .await;
         assert_eq!(
             status["runs"], 1,
             "only the new event ran after restart: {status}"
@@ -915,4 +996,37 @@ async fn cli_replay_dry_run_reads_a_stopped_data_directory() {
         ],
         "{report}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The event detail.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_detail_never_shows_a_matched_event_as_unmatched() {
+    let app = spawn_app_with(|config| {
+        write_rule(&config.rules_dir, "tagger", "// on: bounce\ntag(\"x\");\n");
+    })
+    .await;
+    let mut torn = Vec::new();
+    for n in 0..1000 {
+        let email = format!("poll{n}@example.com");
+        let id = post_one(
+            &app,
+            "sendpulse",
+            sendpulse_bounce("hard_bounces", &email, 1_700_000_000 + n),
+        )
+        .await;
+        let path = format!("/api/events/{id}");
+        // Poll as fast as possible, as a client waiting for the evaluation would.
+        let event = loop {
+            let (_, event) = app.get(&path).await;
+            if event["evaluation"]["pending"] != Value::Bool(true) {
+                break event;
+            }
+        };
+        if outcome(&event, "tagger").is_none() {
+            torn.push(event["evaluation"].clone());
+        }
+    }
+    assert!(torn.is_empty(), "{} torn reads: {torn:?}", torn.len());
 }
