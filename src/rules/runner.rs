@@ -27,6 +27,8 @@ use crate::telemetry::names;
 
 /// Events evaluated per transaction.
 const BATCH: usize = 256;
+/// Most events indexed by recipient ahead of evaluation per round.
+const INDEX_AHEAD: usize = 8_192;
 /// How long the evaluator sleeps when idle before looking again (new events wake it
 /// earlier).
 const IDLE_WAIT: Duration = Duration::from_millis(500);
@@ -324,6 +326,9 @@ pub fn evaluate_batch(
     state: &RulesState,
     store: &Store,
 ) -> Result<usize, crate::store::StoreError> {
+    // Index first (cheap), evaluate second (Rhai): under load the index keeps up even
+    // when evaluation falls behind.
+    store.index_pending(INDEX_AHEAD)?;
     let blocks = store.pending_blocks(BATCH)?;
     if blocks.is_empty() {
         metrics::gauge!(names::PENDING_EVENTS).set(0.0);
@@ -334,8 +339,11 @@ pub fn evaluate_batch(
     let mut evaluations = Vec::new();
     let mut count = 0;
     for block in &blocks {
-        // Indexed before evaluation, so history functions see the block's earlier events.
-        store.index_by_recipient(&block.events)?;
+        // Indexed before evaluation, so history functions see the block's earlier events
+        // (normally done by `index_pending` already; indexing is idempotent).
+        if block.block > store.indexed_through() {
+            store.index_by_recipient(&block.events)?;
+        }
         let mut item = EvaluatedBlock {
             block: block.block,
             records: Vec::new(),

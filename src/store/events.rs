@@ -148,10 +148,16 @@ impl Store {
                 "\"recipient\":{}",
                 serde_json::to_string(recipient.as_str()).unwrap_or_default()
             );
+            // Only blocks past the indexed watermark need a scan.
+            let after = self.indexed_through();
+            let unindexed = (
+                std::ops::Bound::Excluded(after.to_be_bytes()),
+                std::ops::Bound::Unbounded,
+            );
             let pending: Vec<EventId> = self
                 .trees()
                 .pending
-                .iter()
+                .range::<[u8; 8], _>(unindexed)
                 .keys()
                 .rev()
                 .map(|key| key.map_err(StoreError::from).and_then(|k| block_id(&k)))

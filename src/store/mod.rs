@@ -103,6 +103,9 @@ struct Inner {
     writer: commit::Writer,
     path: PathBuf,
     fold_local_parts: bool,
+    /// First id of the newest pending block already in the recipient index (0: none yet,
+    /// e.g. after a restart, until the runner has caught up).
+    indexed_through: AtomicU64,
 }
 
 impl Store {
@@ -167,6 +170,7 @@ impl Store {
                 writer,
                 path: path.to_owned(),
                 fold_local_parts: options.fold_local_parts,
+                indexed_through: AtomicU64::new(0),
             }),
         })
     }
@@ -178,6 +182,17 @@ impl Store {
     /// Returns a new time-ordered id, unique within this store.
     pub fn next_id(&self) -> EventId {
         self.inner.ids.next()
+    }
+
+    /// First id of the newest block known to be in the recipient index.
+    pub(crate) fn indexed_through(&self) -> EventId {
+        EventId(self.inner.indexed_through.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_indexed_through(&self, block: EventId) {
+        self.inner
+            .indexed_through
+            .fetch_max(block.0, Ordering::AcqRel);
     }
 
     /// Whether suppressions match local parts case-insensitively.

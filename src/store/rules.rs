@@ -99,6 +99,45 @@ impl Store {
         Ok(id.0 < base.0 + Block::new(&block).len() as u64)
     }
 
+    /// Adds the events of pending blocks not yet in the recipient index to it, oldest
+    /// first, up to about `max_events`; returns how many events were indexed. Runs ahead of
+    /// rule evaluation, so recipient queries find new events even when rules lag behind.
+    pub fn index_pending(&self, max_events: usize) -> Result<usize, StoreError> {
+        let after = self.indexed_through();
+        let range = (
+            std::ops::Bound::Excluded(after.to_be_bytes()),
+            std::ops::Bound::Unbounded,
+        );
+        let mut batch = sled::Batch::default();
+        let mut indexed = 0;
+        let mut last = None;
+        for entry in self.trees().pending.range::<[u8; 8], _>(range) {
+            let (key, _) = entry?;
+            let base = block_id(&key)?;
+            if let Some(block) = self.trees().events.get(&key)? {
+                for (index, json) in Block::new(&block).entries().enumerate() {
+                    let id = EventId(base.0 + index as u64);
+                    if let Ok(event) = decode_event(id, json) {
+                        batch.insert(
+                            keys::recipient_key(event.recipient.as_str(), id),
+                            &[event.kind.code()],
+                        );
+                        indexed += 1;
+                    }
+                }
+            }
+            last = Some(base);
+            if indexed >= max_events {
+                break;
+            }
+        }
+        if let Some(last) = last {
+            self.trees().by_recipient.apply_batch(batch)?;
+            self.set_indexed_through(last);
+        }
+        Ok(indexed)
+    }
+
     /// Adds events to the recipient index.
     pub fn index_by_recipient(&self, events: &[Event]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
