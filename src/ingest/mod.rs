@@ -354,10 +354,21 @@ pub fn dedup_key(event: &Event) -> [u8; 16] {
 /// re-serializes a retry with other indentation still gets the same key.
 fn hash_compact_json(hasher: &mut Sha256, json: &str) {
     let bytes = json.as_bytes();
-    let mut in_string = false;
-    let mut escaped = false;
     let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
+    outside_strings(bytes, |index, byte| {
+        if byte.is_ascii_whitespace() {
+            hasher.update(&bytes[start..index]);
+            start = index + 1;
+        }
+    });
+    hasher.update(&bytes[start..]);
+}
+
+/// Calls `visit` with every byte of `json` that is not inside a string (the quotes
+/// themselves included), with its index.
+fn outside_strings(json: &[u8], mut visit: impl FnMut(usize, u8)) {
+    let (mut in_string, mut escaped) = (false, false);
+    for (index, &byte) in json.iter().enumerate() {
         if in_string {
             match (escaped, byte) {
                 (true, _) => escaped = false,
@@ -365,14 +376,13 @@ fn hash_compact_json(hasher: &mut Sha256, json: &str) {
                 (false, b'"') => in_string = false,
                 _ => {}
             }
-        } else if byte == b'"' {
-            in_string = true;
-        } else if byte.is_ascii_whitespace() {
-            hasher.update(&bytes[start..index]);
-            start = index + 1;
+        } else {
+            if byte == b'"' {
+                in_string = true;
+            }
+            visit(index, byte);
         }
     }
-    hasher.update(&bytes[start..]);
 }
 
 /// Why a whole body was refused. The body is kept in quarantine.
@@ -452,27 +462,14 @@ pub const MAX_JSON_DEPTH: usize = 64;
 /// Returns the deepest nesting of `[` and `{` outside strings.
 fn json_depth(bytes: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &byte in bytes {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
+    outside_strings(bytes, |_, byte| match byte {
+        b'[' | b'{' => {
+            depth += 1;
+            deepest = deepest.max(depth);
         }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
+        b']' | b'}' => depth = depth.saturating_sub(1),
+        _ => {}
+    });
     deepest
 }
 

@@ -100,20 +100,19 @@ impl Store {
         &self,
         address: &str,
     ) -> Result<Option<SuppressionStatus>, StoreError> {
-        let address = &*self.suppression_key(address);
-        let Some(value) = self.trees().suppressions.get(address.as_bytes())? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&value)
-            .map(Some)
-            .map_err(|error| StoreError::Corrupt {
-                tree: keys::SUPPRESSIONS,
-                reason: format!("{address}: {error}"),
-            })
+        self.read_suppression(address)
     }
 
     /// Returns the entry for `address` (normalized), in force or not.
     pub fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError> {
+        self.read_suppression(address)
+    }
+
+    /// One point read of an entry, decoded as `T` (the whole entry or only its status).
+    fn read_suppression<T: serde::de::DeserializeOwned>(
+        &self,
+        address: &str,
+    ) -> Result<Option<T>, StoreError> {
         let address = &*self.suppression_key(address);
         let Some(value) = self.trees().suppressions.get(address.as_bytes())? else {
             return Ok(None);
