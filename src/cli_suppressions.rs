@@ -137,15 +137,11 @@ pub async fn run(
                 body["ttl_seconds"] = json!(days * 86_400);
             }
             let answer = api
-                .send(
+                .send_json(
                     api.request(Method::PUT, &["suppressions", &address], &[])?
                         .json(&body),
                 )
                 .await?;
-            let answer: Value = answer
-                .json()
-                .await
-                .context("the server's answer is not JSON")?;
             say(&format!(
                 "{}\t{}\t{}",
                 text(&answer["outcome"]),
@@ -160,15 +156,11 @@ pub async fn run(
                 body["reason"] = json!(reason);
             }
             let answer = api
-                .send(
+                .send_json(
                     api.request(Method::DELETE, &["suppressions", &address], &[])?
                         .json(&body),
                 )
                 .await?;
-            let answer: Value = answer
-                .json()
-                .await
-                .context("the server's answer is not JSON")?;
             say(&format!("removed\t{}", text(&answer["address"])));
             Ok(ExitCode::SUCCESS)
         }
@@ -242,6 +234,15 @@ impl Api {
     }
 
     /// Sends `request`; an answer other than 2xx becomes an error with the server's message.
+    /// Sends `request` and reads the JSON answer.
+    async fn send_json(&self, request: RequestBuilder) -> anyhow::Result<Value> {
+        self.send(request)
+            .await?
+            .json()
+            .await
+            .context("the server's answer is not JSON")
+    }
+
     async fn send(&self, request: RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request
             .send()
@@ -294,11 +295,8 @@ async fn list(
             }
         }
         let answer: Value = api
-            .send(api.request(Method::GET, &["suppressions"], &params)?)
-            .await?
-            .json()
-            .await
-            .context("the server's answer is not JSON")?;
+            .send_json(api.request(Method::GET, &["suppressions"], &params)?)
+            .await?;
         for entry in answer["suppressions"].as_array().into_iter().flatten() {
             say(&format!(
                 "{}\t{}\t{}\t{}\t{}",
@@ -323,14 +321,11 @@ async fn check(api: &Api, addresses: &[String]) -> anyhow::Result<ExitCode> {
     let mut suppressed = 0usize;
     for batch in addresses.chunks(CHECK_BATCH) {
         let answer: Value = api
-            .send(
+            .send_json(
                 api.request(Method::POST, &["suppressions", "check"], &[])?
                     .json(&json!({ "addresses": batch })),
             )
-            .await?
-            .json()
-            .await
-            .context("the server's answer is not JSON")?;
+            .await?;
         for result in answer["results"].as_array().into_iter().flatten() {
             let address = text(&result["address"]);
             if let Some(error) = result["error"].as_str() {
@@ -371,15 +366,12 @@ async fn import(api: &Api, file: &std::path::Path) -> anyhow::Result<ExitCode> {
         std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
     };
     let answer: Value = api
-        .send(
+        .send_json(
             api.request(Method::POST, &["suppressions", "import"], &[])?
                 .header("content-type", "text/plain; charset=utf-8")
                 .body(body),
         )
-        .await?
-        .json()
-        .await
-        .context("the server's answer is not JSON")?;
+        .await?;
     let count = |name: &str| answer[name].as_u64().unwrap_or(0);
     let rejected = count("rejected_count");
     say(&format!(
