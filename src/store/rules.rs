@@ -25,6 +25,14 @@ pub struct EvaluatedBlock {
     pub actions: Vec<Vec<u8>>,
 }
 
+/// The fields of a stored event the recipient index needs.
+#[derive(serde::Deserialize)]
+struct IndexFields<'a> {
+    #[serde(borrow)]
+    recipient: std::borrow::Cow<'a, str>,
+    kind: crate::event::EventKind,
+}
+
 /// A block waiting for the rules.
 #[derive(Debug)]
 pub struct PendingBlock {
@@ -117,10 +125,12 @@ impl Store {
             if let Some(block) = self.trees().events.get(&key)? {
                 for (index, json) in Block::new(&block).entries().enumerate() {
                     let id = EventId(base.0 + index as u64);
-                    if let Ok(event) = decode_event(id, json) {
+                    // Only the two indexed fields are read: the evaluator decodes the whole
+                    // event later, this must not do it twice.
+                    if let Ok(fields) = serde_json::from_slice::<IndexFields<'_>>(json) {
                         batch.insert(
-                            keys::recipient_key(event.recipient.as_str(), id),
-                            &[event.kind.code()],
+                            keys::recipient_key(&fields.recipient, id),
+                            &[fields.kind.code()],
                         );
                         indexed += 1;
                     }
