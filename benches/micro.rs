@@ -8,7 +8,9 @@ use std::sync::Arc;
 use divan::{Bencher, black_box};
 use jiff::Timestamp;
 use mailwarden::event::{Event, EventId};
-use mailwarden::ingest::{self, Element, Source};
+use mailwarden::config::SourceConfig;
+use mailwarden::ingest::sources::{Source, SourceContext};
+use mailwarden::ingest::{self, Element};
 use mailwarden::rules::engine::Limits;
 use mailwarden::rules::{RuleSet, Rules, event_view};
 
@@ -21,13 +23,15 @@ fn fixture(path: &str) -> Vec<u8> {
 }
 
 fn source(provider: &str) -> Source {
-    let provider = ingest::provider(provider).expect("provider");
-    Source {
-        name: provider.name().to_owned(),
+    let adapter = ingest::providers::find(provider).expect("provider");
+    Source::new(
         provider,
-        token: None,
-        zone: ingest::time::parse_zone(provider.default_timezone()).expect("zone"),
-    }
+        adapter,
+        &SourceConfig::new(provider),
+        1 << 20,
+        &SourceContext::default(),
+    )
+    .expect("source")
 }
 
 fn normalize(source: &Source, body: &[u8]) -> Vec<Event> {

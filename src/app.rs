@@ -16,7 +16,10 @@ use crate::actions::{Executor, Worker};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::Ingestor;
-use crate::ingest::auth::Token;
+use crate::ingest::providers::script::ScriptProviders;
+use crate::ingest::sources::{SourceContext, Sources};
+use crate::ingest::verify::Token;
+use crate::ingest::verify::sns::Certificates;
 use crate::rules::runner::{RulesState, Runner};
 use crate::rules::{Rules, testing};
 use crate::store::{Store, StoreOptions};
@@ -44,11 +47,18 @@ impl Application {
             Duration::from_secs(config.rules.reload_interval_secs),
         )
         .context("cannot start the rules runner")?;
-        let ingestor = Ingestor::new(store.clone(), &config)?.with_waker(runner.waker());
+        let scripts = ScriptProviders::load(&config)?;
+        let context = SourceContext::default();
+        let certificates = context.certificates.clone();
+        let sources = Arc::new(Sources::build(&config, &scripts, context, Some(&store))?);
+        let ingestor = Ingestor::new(store.clone(), sources).with_waker(runner.waker());
         let executor = Arc::new(Executor::new(store.clone(), &config)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let mut config = config;
+        // With port 0 the system picks the port: show the real one in source URLs.
+        config.listen = listener.local_addr()?;
         let state = AppState {
             ingestor,
             store,
@@ -56,6 +66,7 @@ impl Application {
             admin_token: config.admin_token.as_ref().map(|t| Token::new(t.expose())),
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
+            certificates,
         };
         Ok(Application {
             listener,
@@ -70,6 +81,12 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The SNS signing certificates the service verifies with, by URL. Tests put their
+    /// own certificate here, where the fetcher would put Amazon's.
+    pub fn sns_certificates(&self) -> Arc<Certificates> {
+        self.state.certificates.clone()
     }
 
     /// The store the service writes to.

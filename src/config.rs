@@ -2,9 +2,12 @@
 //! `MAILWARDEN_*` environment variables, overridden by command-line flags.
 //!
 //! With no file at all the service runs: it listens on loopback, stores in `./data`, reads
-//! rules from `./rules`, and every built-in provider is a source under its own name.
+//! rules from `./rules` and user-defined providers from `./providers`, and every provider
+//! is a source under its own name.
 //! [`Config::validate`] refuses settings that would be unsafe or cannot work, with a
-//! message that says what to change.
+//! message that says what to change. Configuration is plain data: what a source's
+//! settings mean to its provider is checked where sources are built
+//! (`ingest::sources`), by the provider itself.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,8 +16,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-
-use crate::ingest;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "MAILWARDEN_CONFIG";
@@ -29,6 +30,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Directory of the `.rhai` rules.
     pub rules_dir: PathBuf,
+    /// Directory of user-defined providers (`<name>.rhai`).
+    pub providers_dir: PathBuf,
     /// Address people reach this server at, for links in alerts.
     pub public_url: Option<String>,
     /// Token required by `/api/...` (as `Authorization: Bearer`).
@@ -47,6 +50,10 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Suppression list settings.
     pub suppressions: SuppressionsConfig,
+    /// `MAILWARDEN_SOURCE_*` variables of the environment, applied to each source as it
+    /// is built (also to the default sources, which the configuration does not list).
+    #[serde(skip)]
+    pub source_env: BTreeMap<String, Secret>,
 }
 
 /// Suppression list settings.
@@ -173,6 +180,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             rules_dir: PathBuf::from("./rules"),
+            providers_dir: PathBuf::from("./providers"),
             public_url: None,
             admin_token: None,
             ingest: IngestConfig::default(),
@@ -182,6 +190,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             outbound: OutboundConfig::default(),
             suppressions: SuppressionsConfig::default(),
+            source_env: BTreeMap::new(),
         }
     }
 }
@@ -221,18 +230,134 @@ impl Default for StorageConfig {
     }
 }
 
-/// One webhook source: a name in the URL bound to a provider adapter.
+/// One webhook source: a name in the URL bound to a provider adapter, with the
+/// credentials its provider authenticates with. Which settings apply depends on the
+/// provider; the provider refuses the others when the source is built.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// Adapter name: `opptima`, `sendpulse` or `leadconnector`.
+    /// Adapter name: a built-in provider (`sendgrid`, `mailgun`, ...) or a user-defined
+    /// one (`providers/<name>.rhai`).
     pub provider: String,
     /// Token the provider must present (Bearer, basic-auth password or `?token=`).
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Basic-auth user name (with `password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password (with `username`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Mailgun: the HTTP webhook signing key.
+    #[serde(default)]
+    pub signing_key: Option<Secret>,
+    /// SendGrid: the signed Event Webhook's verification key (base64 DER).
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// Resend (Svix): the endpoint's signing secret, `whsec_<base64>`.
+    #[serde(default)]
+    pub signing_secret: Option<Secret>,
+    /// Mandrill: the webhook's key.
+    #[serde(default)]
+    pub webhook_key: Option<Secret>,
+    /// Mandrill: the webhook URL exactly as registered (it is part of what is signed).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Amazon SES: SNS topics accepted (all verified topics when empty).
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+    /// Amazon SES: check SNS signatures (default true; off only for raw message delivery
+    /// behind another check).
+    #[serde(default)]
+    pub verify_signature: Option<bool>,
+    /// Most seconds between a signed timestamp and now (providers that sign one).
+    #[serde(default)]
+    pub max_signature_age_secs: Option<u64>,
     /// Zone of times the provider sends without an offset (IANA name or `-05:00`).
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Largest body accepted from this source, in bytes (default `ingest.max_body_bytes`).
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Settings that can come from `MAILWARDEN_SOURCE_<NAME>_<SETTING>`, by upper-case name.
+const SOURCE_ENV_SETTINGS: [&str; 8] = [
+    "TOKEN",
+    "USERNAME",
+    "PASSWORD",
+    "SIGNING_KEY",
+    "PUBLIC_KEY",
+    "SIGNING_SECRET",
+    "WEBHOOK_KEY",
+    "URL",
+];
+
+impl SourceConfig {
+    /// A source of `provider` with no settings.
+    pub fn new(provider: &str) -> SourceConfig {
+        SourceConfig {
+            provider: provider.to_owned(),
+            token: None,
+            username: None,
+            password: None,
+            signing_key: None,
+            public_key: None,
+            signing_secret: None,
+            webhook_key: None,
+            url: None,
+            topic_arns: Vec::new(),
+            verify_signature: None,
+            max_signature_age_secs: None,
+            timezone: None,
+            max_body_bytes: None,
+        }
+    }
+
+    /// Returns whether the provider-specific setting `name` is set.
+    pub fn is_set(&self, name: &str) -> bool {
+        match name {
+            "signing_key" => self.signing_key.is_some(),
+            "public_key" => self.public_key.is_some(),
+            "signing_secret" => self.signing_secret.is_some(),
+            "webhook_key" => self.webhook_key.is_some(),
+            "url" => self.url.is_some(),
+            "topic_arns" => !self.topic_arns.is_empty(),
+            "verify_signature" => self.verify_signature.is_some(),
+            "max_signature_age_secs" => self.max_signature_age_secs.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Applies the `MAILWARDEN_SOURCE_<NAME>_<SETTING>` variables of `env` for the source
+    /// called `name`; returns the variables used.
+    pub fn apply_env(&mut self, name: &str, env: &BTreeMap<String, Secret>) -> Vec<String> {
+        let mut used = Vec::new();
+        for setting in SOURCE_ENV_SETTINGS {
+            let variable = source_env_name(name, setting);
+            let Some(value) = env.get(&variable) else {
+                continue;
+            };
+            let value = value.clone();
+            match setting {
+                "TOKEN" => self.token = Some(value),
+                "USERNAME" => self.username = Some(value.0),
+                "PASSWORD" => self.password = Some(value),
+                "SIGNING_KEY" => self.signing_key = Some(value),
+                "PUBLIC_KEY" => self.public_key = Some(value.0),
+                "SIGNING_SECRET" => self.signing_secret = Some(value),
+                "WEBHOOK_KEY" => self.webhook_key = Some(value),
+                _ => self.url = Some(value.0),
+            }
+            used.push(variable);
+        }
+        used
+    }
+}
+
+/// Returns the variable that sets `setting` (upper case) of source `name`.
+pub fn source_env_name(name: &str, setting: &str) -> String {
+    format!("MAILWARDEN_SOURCE_{}_{setting}", env_name(name))
 }
 
 /// A secret setting: usable, but never shown by `Debug` or in logs.
@@ -267,7 +392,10 @@ impl Config {
             Some(path) => Config::from_file(&path)?,
             None => Config::default(),
         };
-        config.apply_env(|name| std::env::var(name).ok())?;
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(name, _)| name.starts_with("MAILWARDEN_"))
+            .collect();
+        config.apply_env(&env)?;
         Ok(config)
     }
 
@@ -283,8 +411,9 @@ impl Config {
         Ok(toml::from_str(text)?)
     }
 
-    /// Applies `MAILWARDEN_*` overrides read through `var`.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    /// Applies the `MAILWARDEN_*` overrides among `env` (variable name to value).
+    pub fn apply_env(&mut self, env: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        let var = |name: &str| env.get(name).cloned();
         if let Some(listen) = var("MAILWARDEN_LISTEN") {
             self.listen = listen
                 .parse()
@@ -295,6 +424,9 @@ impl Config {
         }
         if let Some(dir) = var("MAILWARDEN_RULES_DIR") {
             self.rules_dir = dir.into();
+        }
+        if let Some(dir) = var("MAILWARDEN_PROVIDERS_DIR") {
+            self.providers_dir = dir.into();
         }
         if let Some(url) = var("MAILWARDEN_PUBLIC_URL") {
             self.public_url = Some(url);
@@ -307,31 +439,12 @@ impl Config {
                 .parse()
                 .with_context(|| format!("MAILWARDEN_MAX_BODY_BYTES `{bytes}` is not a number"))?;
         }
-        for (name, source) in &mut self.sources {
-            let variable = format!("MAILWARDEN_SOURCE_{}_TOKEN", env_name(name));
-            if let Some(token) = var(&variable) {
-                source.token = Some(Secret(token));
-            }
-        }
+        self.source_env = env
+            .iter()
+            .filter(|(name, _)| name.starts_with("MAILWARDEN_SOURCE_"))
+            .map(|(name, value)| (name.clone(), Secret(value.clone())))
+            .collect();
         Ok(())
-    }
-
-    /// Returns the configured sources, or one per built-in provider when none are.
-    pub fn effective_sources(&self) -> BTreeMap<String, SourceConfig> {
-        if !self.sources.is_empty() {
-            return self.sources.clone();
-        }
-        ingest::providers()
-            .into_iter()
-            .map(|provider| {
-                let source = SourceConfig {
-                    provider: provider.name().to_owned(),
-                    token: None,
-                    timezone: None,
-                };
-                (provider.name().to_owned(), source)
-            })
-            .collect()
     }
 
     /// Checks that the settings can work and are safe.
@@ -359,44 +472,19 @@ impl Config {
                      starting with a letter or digit"
                 );
             }
-            if ingest::provider(&source.provider).is_none() {
-                let known: Vec<_> = ingest::providers().iter().map(|p| p.name()).collect();
-                bail!(
-                    "source `{name}`: unknown provider `{}` (known: {})",
-                    source.provider,
-                    known.join(", ")
-                );
-            }
-            if let Some(zone) = &source.timezone {
-                ingest::time::parse_zone(zone)
-                    .map_err(|e| anyhow::anyhow!("source `{name}`: {e}"))?;
-            }
-            if source.token.as_ref().is_some_and(|t| t.0.trim().is_empty()) {
-                bail!("source `{name}`: token is empty");
-            }
-        }
-        if !self.listen.ip().is_loopback() {
-            let mut open = Vec::new();
-            if self.admin_token.is_none() {
-                open.push("the admin API (set admin_token or MAILWARDEN_ADMIN_TOKEN)".to_owned());
-            }
-            for (name, source) in self.effective_sources() {
-                if source.token.is_none() {
-                    open.push(format!(
-                        "source `{name}` (set sources.{name}.token or MAILWARDEN_SOURCE_{}_TOKEN)",
-                        env_name(&name)
-                    ));
+            if let Some(limit) = source.max_body_bytes {
+                if !(1024..=1 << 30).contains(&limit) {
+                    bail!("source `{name}`: max_body_bytes must be between 1 KiB and 1 GiB");
                 }
             }
-            if !open.is_empty() {
-                bail!(
-                    "refusing to listen on {} without authentication: anyone who can reach it \
-                     could post events or change suppressions. Unprotected: {}. Configure the \
-                     tokens, or listen on 127.0.0.1.",
-                    self.listen,
-                    open.join("; ")
-                );
-            }
+        }
+        if !self.listen.ip().is_loopback() && self.admin_token.is_none() {
+            bail!(
+                "refusing to listen on {} without authentication: anyone who can reach it \
+                 could read events or change suppressions. Set admin_token (or \
+                 MAILWARDEN_ADMIN_TOKEN), or listen on 127.0.0.1.",
+                self.listen
+            );
         }
         Ok(())
     }
@@ -421,18 +509,20 @@ fn env_name(name: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn defaults_validate_and_expose_every_provider() {
-        let config = Config::default();
-        config.validate().unwrap();
-        let sources = config.effective_sources();
-        assert!(sources.contains_key("opptima"));
-        assert!(sources.contains_key("sendpulse"));
-        assert!(sources.contains_key("leadconnector"));
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
     }
 
     #[test]
-    fn public_listen_without_tokens_is_refused_with_the_reason() {
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn public_listen_without_admin_token_is_refused_with_the_reason() {
         let config = Config {
             listen: "0.0.0.0:8080".parse().unwrap(),
             ..Config::default()
@@ -440,10 +530,6 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("refusing to listen"), "{error}");
         assert!(error.contains("admin_token"), "{error}");
-        assert!(
-            error.contains("MAILWARDEN_SOURCE_SENDPULSE_TOKEN"),
-            "{error}"
-        );
     }
 
     #[test]
@@ -459,20 +545,18 @@ mod tests {
         )
         .unwrap();
         config.validate().unwrap();
-        config.apply_env(|_| None).unwrap();
+        config.apply_env(&BTreeMap::new()).unwrap();
         assert_eq!(format!("{:?}", config.admin_token), "Some([redacted])");
     }
 
     #[test]
-    fn unknown_settings_and_providers_are_refused() {
+    fn unknown_settings_and_bad_source_names_are_refused() {
         assert!(Config::from_toml("lisen = \"127.0.0.1:1\"").is_err());
-        let config = Config::from_toml("[sources.x]\nprovider = \"mailchimp\"").unwrap();
-        let error = config.validate().unwrap_err().to_string();
-        assert!(error.contains("unknown provider `mailchimp`"), "{error}");
+        assert!(Config::from_toml("[sources.x]\nprovider = \"sendgrid\"\nkey = \"k\"").is_err());
         let config = Config::from_toml("[sources.Bad]\nprovider = \"opptima\"").unwrap();
         assert!(config.validate().is_err());
         let config =
-            Config::from_toml("[sources.co]\nprovider = \"opptima\"\ntimezone = \"Mars/Base\"")
+            Config::from_toml("[sources.x]\nprovider = \"opptima\"\nmax_body_bytes = 10")
                 .unwrap();
         assert!(config.validate().is_err());
     }
@@ -484,21 +568,26 @@ mod tests {
         )
         .unwrap();
         config
-            .apply_env(|name| match name {
-                "MAILWARDEN_SOURCE_OPPTIMA_CO_TOKEN" => Some("from-env".into()),
-                "MAILWARDEN_LISTEN" => Some("127.0.0.1:9999".into()),
-                _ => None,
-            })
+            .apply_env(&env(&[
+                ("MAILWARDEN_SOURCE_OPPTIMA_CO_TOKEN", "from-env"),
+                ("MAILWARDEN_SOURCE_MG_EU_SIGNING_KEY", "key-from-env"),
+                ("MAILWARDEN_LISTEN", "127.0.0.1:9999"),
+            ]))
             .unwrap();
-        assert_eq!(
-            config.sources["opptima-co"]
-                .token
-                .as_ref()
-                .unwrap()
-                .expose(),
-            "from-env"
-        );
         assert_eq!(config.listen.port(), 9999);
+        let mut source = config.sources["opptima-co"].clone();
+        let used = source.apply_env("opptima-co", &config.source_env);
+        assert_eq!(used, vec!["MAILWARDEN_SOURCE_OPPTIMA_CO_TOKEN".to_owned()]);
+        assert_eq!(source.token.as_ref().unwrap().expose(), "from-env");
+        let mut mailgun = SourceConfig::new("mailgun");
+        mailgun.apply_env("mg-eu", &config.source_env);
+        assert_eq!(mailgun.signing_key.unwrap().expose(), "key-from-env");
+        assert_eq!(format!("{:?}", config.source_env), format!("{:?}", {
+            let mut expected = BTreeMap::new();
+            expected.insert("MAILWARDEN_SOURCE_MG_EU_SIGNING_KEY".to_owned(), Secret::new("x"));
+            expected.insert("MAILWARDEN_SOURCE_OPPTIMA_CO_TOKEN".to_owned(), Secret::new("x"));
+            expected
+        }), "secrets from the environment are redacted in Debug");
     }
 
     #[test]

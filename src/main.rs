@@ -318,13 +318,15 @@ async fn eval(
 async fn ingest_files(config: Config, source: &str, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     config.validate()?;
     let store = app::open_store(&config)?;
-    let ingestor = Ingestor::new(store.clone(), &config)?;
+    let ingestor = Ingestor::from_config(store.clone(), &config)?;
     let source = ingestor.source(source).with_context(|| {
         format!(
             "no source named `{source}` (configured: {})",
-            config
-                .effective_sources()
-                .into_keys()
+            ingestor
+                .sources()
+                .all()
+                .iter()
+                .map(|source| source.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         )

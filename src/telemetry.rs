@@ -21,6 +21,8 @@ pub mod names {
     pub const QUARANTINED: &str = "mailwarden_quarantined_total";
     /// Events with an event name the adapter does not know, by source.
     pub const UNKNOWN_EVENTS: &str = "mailwarden_unknown_events_total";
+    /// Requests refused by a source's checks, by source and reason.
+    pub const AUTH_FAILURES: &str = "mailwarden_auth_failures_total";
     /// Requests refused before storing, by source and reason.
     pub const REJECTED: &str = "mailwarden_rejected_requests_total";
     /// fsyncs made by the group-commit writer.

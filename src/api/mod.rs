@@ -1,6 +1,6 @@
 //! The HTTP surface: webhooks in, read API and operations endpoints out.
 //!
-//! - `POST /webhooks/{source}`: provider webhooks ([`webhooks`]), authenticated per source.
+//! - `POST /webhooks/{source}`: provider webhooks ([`webhooks`]), verified per source.
 //! - `/api/...`: the admin API ([`events`]), behind the admin token when one is set.
 //! - `/healthz`, `/metrics`: operations ([`health`]), unauthenticated.
 //!
@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod rules;
+pub mod sources;
 pub mod suppressions;
 pub mod webhooks;
 
@@ -29,7 +30,8 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::ingest::Ingestor;
-use crate::ingest::auth::Token;
+use crate::ingest::verify::Token;
+use crate::ingest::verify::sns::Certificates;
 use crate::rules::runner::RulesState;
 use crate::store::Store;
 use crate::telemetry::names;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub admin_token: Option<Token>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// SNS signing certificates and the client that confirms subscriptions.
+    pub certificates: Arc<Certificates>,
 }
 
 /// Builds the router with every route and middleware.
@@ -59,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}", get(events::one))
         .route("/quarantine", get(events::quarantine))
         .route("/rules", get(rules::list))
+        .route("/sources", get(sources::list))
         .route("/outbox", get(actions::outbox))
         .route("/outbox/{id}/retry", post(actions::retry))
         .route("/alerts", get(actions::alerts))
@@ -75,7 +80,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
-        .route("/webhooks/{source}", post(webhooks::receive))
+        .route(
+            "/webhooks/{source}",
+            post(webhooks::receive).head(webhooks::probe),
+        )
         .nest("/api", admin)
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))

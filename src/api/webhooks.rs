@@ -1,17 +1,29 @@
-//! `POST /webhooks/{source}`: where providers deliver events.
+//! `POST /webhooks/{source}`: where providers deliver events; `HEAD` on the same path
+//! answers `200` for providers that probe the URL before using it (Mandrill).
 //!
-//! Order of checks: the source must exist (404), the request must carry its token when it
-//! has one (401), the body must fit the limit (413); then the body is stored and ingested.
-//! The answer comes only after the events are on disk.
+//! Order of checks: the source must exist (404), the body must fit its limit (413), the
+//! request must pass every check of the source (401 with a reason code, nothing stored);
+//! then the body is stored and ingested. The answer comes only after the events are on
+//! disk. A storage failure answers with the provider's "retry later" status (503, or 429
+//! for providers that drop events on a 5xx).
+
+use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_LENGTH;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::ingest::IngestReport;
+use crate::ingest::providers::Control;
+use crate::ingest::sources::Source;
+use crate::ingest::verify::{self, AuthError, Verified};
+use crate::ingest::{IngestError, fields::clip};
+use crate::store::sources::Subscription;
 use crate::telemetry::names;
 
 /// Receives one webhook request.
@@ -19,25 +31,65 @@ pub async fn receive(
     State(state): State<AppState>,
     Path(source_name): Path<String>,
     request: Request,
-) -> Result<Json<IngestReport>, ApiError> {
-    let Some(source) = state.ingestor.source(&source_name) else {
-        metrics::counter!(names::REJECTED, "reason" => "unknown_source").increment(1);
-        return Err(ApiError::not_found(format!(
-            "no source named `{}` is configured",
-            crate::ingest::fields::clip(&source_name, 64)
-        )));
+) -> Result<Response, ApiError> {
+    let source = find(&state, &source_name)?;
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(&parts.headers, body, source.max_body_bytes).await?;
+    let now = Timestamp::now();
+    let checked = verify::Request {
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        body: &bytes,
+        now,
     };
-    if let Some(token) = &source.token {
-        if !token.matches_request(request.headers(), request.uri().query()) {
-            metrics::counter!(names::REJECTED, "reason" => "unauthorized").increment(1);
-            tracing::warn!(source = %source.name, "webhook with a missing or wrong token");
-            return Err(ApiError::unauthorized(
-                "missing or wrong token: send it as `Authorization: Bearer <token>`, as the \
-                 basic-auth password, or as `?token=`",
-            ));
+    let verified = authenticate(&source, &checked).await?;
+    source.received(now, &state.store);
+    if let Some(control) = source.provider.control(&bytes) {
+        keep_all(verified);
+        return Ok(handle_control(&state, &source, control).into_response());
+    }
+    match state.ingestor.ingest(source.clone(), bytes).await {
+        Ok(report) => {
+            keep_all(verified);
+            Ok(Json(report).into_response())
+        }
+        // Dropping `verified` releases one-time tokens: the provider's retry is welcome.
+        Err(IngestError::Store(error)) => {
+            Err(ApiError::from(error).with_status(source.provider.retry_status()))
+        }
+        Err(error) => {
+            // A body that can never be read: a retry of it would be refused the same way.
+            keep_all(verified);
+            Err(error.into())
         }
     }
-    let limit = state.config.ingest.max_body_bytes;
+}
+
+/// Answers `HEAD /webhooks/{source}`: 200 for a configured source, so that providers
+/// that check the URL when a webhook is added (Mandrill) accept it.
+pub async fn probe(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    find(&state, &source_name).map(|_| StatusCode::OK)
+}
+
+fn find(state: &AppState, name: &str) -> Result<Arc<Source>, ApiError> {
+    state.ingestor.source(name).ok_or_else(|| {
+        metrics::counter!(names::REJECTED, "reason" => "unknown_source").increment(1);
+        ApiError::not_found(format!(
+            "no source named `{}` is configured",
+            clip(name, 64)
+        ))
+    })
+}
+
+/// Reads the body up to `limit` bytes; larger bodies get 413 without being read further.
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         metrics::counter!(names::REJECTED, "reason" => "body_too_large").increment(1);
         ApiError::new(
@@ -46,17 +98,15 @@ pub async fn receive(
             format!("the body is larger than the limit of {limit} bytes"),
         )
     };
-    let declared = request
-        .headers()
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let body: Body = request.into_body();
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
         Err(error) => {
             // Either the limit was hit mid-stream or the client went away.
             // axum reports the limit only through the message of the wrapped error.
@@ -69,12 +119,130 @@ pub async fn receive(
             if over_limit {
                 return Err(too_large());
             }
-            return Err(ApiError::bad_request(
+            Err(ApiError::bad_request(
                 "body_read_failed",
                 format!("could not read the body: {error}"),
-            ));
+            ))
         }
-    };
-    let report = state.ingestor.ingest(source, bytes).await?;
-    Ok(Json(report))
+    }
+}
+
+/// Runs every check of `source`; the first failure refuses the request.
+async fn authenticate(
+    source: &Source,
+    request: &verify::Request<'_>,
+) -> Result<Vec<Verified>, ApiError> {
+    let mut passed = Vec::with_capacity(source.checks.len());
+    for check in &source.checks {
+        if let Some(prepare) = check.prepare(request) {
+            prepare.await;
+        }
+        match check.verify(request) {
+            Ok(verified) => passed.push(verified),
+            Err(error) => return Err(refuse(source, &error)),
+        }
+    }
+    Ok(passed)
+}
+
+fn refuse(source: &Source, error: &AuthError) -> ApiError {
+    metrics::counter!(
+        names::AUTH_FAILURES,
+        "source" => source.name.clone(),
+        "reason" => error.code()
+    )
+    .increment(1);
+    // The reason is safe to log: no secret or signature value is ever part of it.
+    tracing::warn!(source = %source.name, reason = error.code(), %error, "webhook refused");
+    ApiError::new(StatusCode::UNAUTHORIZED, error.code(), error.to_string())
+}
+
+fn keep_all(verified: Vec<Verified>) {
+    for passed in verified {
+        passed.keep();
+    }
+}
+
+/// Carries out what a control request asks: SNS subscriptions are confirmed in the
+/// background (the signature was verified, and the URL is checked again before it is
+/// called); the answer says what was done.
+fn handle_control(state: &AppState, source: &Arc<Source>, control: Control) -> Json<serde_json::Value> {
+    match control {
+        Control::SubscriptionConfirmation {
+            topic_arn,
+            subscribe_url,
+        } => {
+            tracing::info!(
+                source = %source.name,
+                topic = %topic_arn,
+                url = %subscribe_url,
+                "sns subscription confirmation received; confirming"
+            );
+            let record = |status: &str, error: Option<String>| Subscription {
+                topic_arn: topic_arn.clone(),
+                subscribe_url: subscribe_url.clone(),
+                status: status.to_owned(),
+                error,
+                updated_at: Timestamp::now(),
+            };
+            source.set_subscription(record("confirming", None), &state.store);
+            let (source, store, certificates) = (
+                source.clone(),
+                state.store.clone(),
+                state.certificates.clone(),
+            );
+            let (url, topic) = (subscribe_url.clone(), topic_arn.clone());
+            tokio::spawn(async move {
+                let (status, error) = match certificates.confirm(&url).await {
+                    Ok(()) => {
+                        tracing::info!(source = %source.name, topic = %topic, "sns subscription confirmed");
+                        ("confirmed", None)
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            source = %source.name,
+                            topic = %topic,
+                            url = %url,
+                            %error,
+                            "cannot confirm the sns subscription; open the URL to confirm it by hand"
+                        );
+                        ("failed", Some(error))
+                    }
+                };
+                let subscription = Subscription {
+                    topic_arn: topic,
+                    subscribe_url: url,
+                    status: status.to_owned(),
+                    error,
+                    updated_at: Timestamp::now(),
+                };
+                source.set_subscription(subscription, &store);
+            });
+            Json(json!({
+                "subscription": {
+                    "topic_arn": topic_arn,
+                    "subscribe_url": subscribe_url,
+                    "status": "confirming"
+                }
+            }))
+        }
+        Control::UnsubscribeConfirmation { topic_arn } => {
+            tracing::warn!(source = %source.name, topic = %topic_arn, "sns subscription deleted");
+            let mut subscription = source
+                .subscriptions()
+                .into_iter()
+                .find(|s| s.topic_arn == topic_arn)
+                .unwrap_or(Subscription {
+                    topic_arn: topic_arn.clone(),
+                    subscribe_url: String::new(),
+                    status: String::new(),
+                    error: None,
+                    updated_at: Timestamp::now(),
+                });
+            subscription.status = "unsubscribed".to_owned();
+            subscription.updated_at = Timestamp::now();
+            source.set_subscription(subscription, &state.store);
+            Json(json!({ "subscription": { "topic_arn": topic_arn, "status": "unsubscribed" } }))
+        }
+    }
 }

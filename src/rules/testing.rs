@@ -184,7 +184,7 @@ pub async fn trial(
         };
         store.suppress(&request, jiff::Timestamp::now())?;
     }
-    let ingestor = Ingestor::new(store.clone(), config)?;
+    let ingestor = Ingestor::from_config(store.clone(), config)?;
     let source = ingestor
         .source(source)
         .with_context(|| format!("unknown source `{source}`"))?;

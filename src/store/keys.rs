@@ -23,6 +23,7 @@
 //! | `alerts` | alert id | alert JSON (sent, logged or folded) |
 //! | `alert_throttle` | throttle key | throttle window JSON |
 //! | `suppressions` | bare address | suppression JSON |
+//! | `sources` | source name | source record JSON: last receive time, SNS subscriptions |
 //! | `meta` | name | value |
 
 use crate::event::{EventId, EventKind};
@@ -53,6 +54,8 @@ pub const ALERTS: &str = "alerts";
 pub const ALERT_THROTTLE: &str = "alert_throttle";
 /// Suppressed addresses.
 pub const SUPPRESSIONS: &str = "suppressions";
+/// Per-source bookkeeping (see `sources::SourceRecord`).
+pub const SOURCES: &str = "sources";
 /// Store-wide settings such as the schema version.
 pub const META: &str = "meta";
 

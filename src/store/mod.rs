@@ -13,6 +13,7 @@ pub mod keys;
 pub mod outbox;
 pub mod quarantine;
 pub mod rules;
+pub mod sources;
 pub mod suppressions;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,7 @@ pub(crate) struct Trees {
     pub(crate) outbox_dead: sled::Tree,
     pub(crate) alerts: sled::Tree,
     pub(crate) alert_throttle: sled::Tree,
+    pub(crate) sources: sled::Tree,
 }
 
 /// Handle to the store; cheap to clone, shared by every part of the service.
@@ -141,6 +143,7 @@ impl Store {
             outbox_dead: db.open_tree(keys::OUTBOX_DEAD)?,
             alerts: db.open_tree(keys::ALERTS)?,
             alert_throttle: db.open_tree(keys::ALERT_THROTTLE)?,
+            sources: db.open_tree(keys::SOURCES)?,
         };
         // The newest event block ends at its first id plus its length.
         let mut last = match trees.events.last()? {

@@ -1144,9 +1144,8 @@ async fn source_tokens_are_required_where_configured() {
         config.sources.insert(
             "sp".into(),
             SourceConfig {
-                provider: "sendpulse".into(),
                 token: Some(Secret::new("s3cret")),
-                timezone: None,
+                ..SourceConfig::new("sendpulse")
             },
         );
     })
@@ -1158,20 +1157,20 @@ async fn source_tokens_are_required_where_configured() {
         format!("Basic {encoded}")
     };
 
-    for (path, authorization) in [
-        ("sp", None),
-        ("sp", Some("Bearer wrong")),
-        ("sp", Some("Bearer s3cre")),
-        ("sp", Some("Bearer s3cret2")),
-        ("sp", Some("s3cret")),
-        ("sp", Some(basic("sendpulse", "wrong").as_str())),
-        ("sp", Some(basic("s3cret", "").as_str())),
-        ("sp?token=wrong", None),
-        ("sp?token=", None),
-        ("sp?tok=s3cret", None),
+    for (path, authorization, code) in [
+        ("sp", None, "missing_token"),
+        ("sp", Some("Bearer wrong"), "bad_token"),
+        ("sp", Some("Bearer s3cre"), "bad_token"),
+        ("sp", Some("Bearer s3cret2"), "bad_token"),
+        ("sp", Some("s3cret"), "bad_token"),
+        ("sp", Some(basic("sendpulse", "wrong").as_str()), "bad_token"),
+        ("sp", Some(basic("s3cret", "").as_str()), "bad_token"),
+        ("sp?token=wrong", None, "bad_token"),
+        ("sp?token=", None, "bad_token"),
+        ("sp?tok=s3cret", None, "missing_token"),
     ] {
         let (status, answer) = post_with(&app, path, authorization, fixture("opened")).await;
-        error_message(status, &answer, 401, "unauthorized");
+        error_message(status, &answer, 401, code);
     }
     // The answer says how to authenticate.
     let response = app.post_raw("sp", fixture("opened")).await;

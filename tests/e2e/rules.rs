@@ -691,7 +691,7 @@ async fn events_stored_but_not_evaluated_are_evaluated_once_after_restart() {
         std::fs::create_dir_all(&config.data_dir).expect("data directory");
         let store = Store::open(&config.data_dir.join("db"), &StoreOptions::default())
             .expect("store opens");
-        let ingestor = Ingestor::new(store.clone(), &config).expect("ingestor");
+        let ingestor = Ingestor::from_config(store.clone(), &config).expect("ingestor");
         let source = ingestor.source("sendpulse").expect("sendpulse source");
         let batch: Vec<Value> = (0..3)
             .map(|n| {

@@ -12,8 +12,8 @@
 
 use serde_json::Value;
 
-use super::fields::{Fields, clip};
-use super::smtp::{self, Reply};
+use crate::ingest::fields::{Fields, clip};
+use crate::ingest::smtp::{self, Reply};
 use super::{Element, ElementError, MAX_FIELD_CHARS, Provider, emit, recipients, set_time};
 use crate::event::{BounceClass, EmailAddress, Event, EventKind, Reason};
 

@@ -12,8 +12,8 @@
 //! converted with the source's zone (default `America/Bogota`) and marked `assumed_tz`.
 //! `relid`, `contactId` and `campid` arrive as numbers or strings and are kept as strings.
 
-use super::fields::{Fields, MAX_METADATA_FIELD_BYTES, clip};
-use super::smtp::{self, Reply};
+use crate::ingest::fields::{Fields, MAX_METADATA_FIELD_BYTES, clip};
+use crate::ingest::smtp::{self, Reply};
 use super::{Element, ElementError, MAX_FIELD_CHARS, Provider, emit, recipients, set_time};
 use crate::event::{BounceClass, Event, EventKind, Reason};
 use serde_json::Value;
@@ -121,16 +121,16 @@ impl Provider for Opptima {
 /// metadata. Returns the reply text.
 fn response_text(fields: &mut Fields<'_>, event: &mut Event) -> Option<String> {
     let raw = fields.raw("response")?;
-    match super::fields::JsonType::of(raw) {
-        super::fields::JsonType::Array | super::fields::JsonType::Object => {
+    match crate::ingest::fields::JsonType::of(raw) {
+        crate::ingest::fields::JsonType::Array | crate::ingest::fields::JsonType::Object => {
             if raw.get().len() <= MAX_METADATA_FIELD_BYTES {
                 event
                     .metadata
-                    .insert("response".to_owned(), super::fields::exact_value(raw));
+                    .insert("response".to_owned(), crate::ingest::fields::exact_value(raw));
             }
             None
         }
-        _ => super::fields::scalar_text(raw)
+        _ => crate::ingest::fields::scalar_text(raw)
             .ok()
             .flatten()
             .map(|text| text.into_owned())

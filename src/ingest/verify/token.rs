@@ -1,15 +1,19 @@
-//! Token checks for webhook sources and the admin API.
+//! Shared-secret checks: a source token, basic auth, and the admin token.
 //!
 //! Provider dashboards differ in what they can send, so a source token is accepted as
 //! `Authorization: Bearer <token>`, as the password of HTTP basic auth, or as `?token=`.
-//! Comparison is constant-time over SHA-256 digests, so neither the content nor the length
-//! of the expected token leaks through timing.
+//! Basic auth ([`BasicAuth`]) checks the user name too, for providers that send
+//! credentials written into the webhook URL (Postmark, SparkPost, Mailjet). Comparison is
+//! constant-time over SHA-256 digests, so neither the content nor the length of the
+//! expected secret leaks through timing.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::{AuthError, Request, Verified, Verify};
 
 /// Name of the query parameter that may carry a source token.
 pub const TOKEN_QUERY_PARAMETER: &str = "token";
@@ -67,6 +71,81 @@ impl Token {
     }
 }
 
+/// A source token, in any place [`Token::matches_request`] accepts.
+#[derive(Debug)]
+pub struct TokenCheck(Token);
+
+impl TokenCheck {
+    /// Expects `secret`.
+    pub fn new(secret: &str) -> TokenCheck {
+        TokenCheck(Token::new(secret))
+    }
+}
+
+impl Verify for TokenCheck {
+    fn method(&self) -> &'static str {
+        "token"
+    }
+
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, AuthError> {
+        if self.0.matches_request(request.headers, request.query) {
+            return Ok(Verified::default());
+        }
+        let sent = request.headers.contains_key(AUTHORIZATION)
+            || request.query.is_some_and(|query| {
+                form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == TOKEN_QUERY_PARAMETER)
+            });
+        if sent {
+            Err(AuthError::BadToken)
+        } else {
+            Err(AuthError::MissingToken(
+                "send the token as `Authorization: Bearer <token>`, as the basic-auth password, \
+                 or as `?token=`",
+            ))
+        }
+    }
+}
+
+/// HTTP basic auth with a fixed user name and password.
+#[derive(Debug)]
+pub struct BasicAuth {
+    username: Token,
+    password: Token,
+}
+
+impl BasicAuth {
+    /// Expects `username` and `password`.
+    pub fn new(username: &str, password: &str) -> BasicAuth {
+        BasicAuth {
+            username: Token::new(username),
+            password: Token::new(password),
+        }
+    }
+}
+
+impl Verify for BasicAuth {
+    fn method(&self) -> &'static str {
+        "basic_auth"
+    }
+
+    fn verify(&self, request: &Request<'_>) -> Result<Verified, AuthError> {
+        let Some((username, password)) = basic_credentials(request.headers) else {
+            return Err(AuthError::MissingToken(
+                "send `Authorization: Basic ...` (credentials in the webhook URL: \
+                 https://user:password@host/...)",
+            ));
+        };
+        // Both halves are compared, always, so timing does not tell which one was wrong.
+        let user_ok = self.username.matches(&username);
+        let password_ok = self.password.matches(&password);
+        if user_ok & password_ok {
+            Ok(Verified::default())
+        } else {
+            Err(AuthError::BadToken)
+        }
+    }
+}
+
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers.get(AUTHORIZATION)?.to_str().ok()
 }
@@ -78,6 +157,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn basic_password(headers: &HeaderMap) -> Option<String> {
+    basic_credentials(headers).map(|(_, password)| password)
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = authorization(headers)?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -87,8 +170,8 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
         .decode(encoded.trim())
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    let (_, password) = text.split_once(':')?;
-    Some(password.to_owned())
+    let (username, password) = text.split_once(':')?;
+    Some((username.to_owned(), password.to_owned()))
 }
 
 #[cfg(test)]
@@ -121,6 +204,35 @@ mod tests {
         assert!(!token.matches_request(&headers("Basic !!!"), None));
         assert!(!token.matches_request(&HeaderMap::new(), Some("token=")));
         assert!(!token.matches_bearer(&headers("Basic czNjcmV0")));
+    }
+
+    #[test]
+    fn basic_auth_checks_user_and_password() {
+        let check = BasicAuth::new("postmark", "s3cret");
+        let request = |headers: &HeaderMap| {
+            check
+                .verify(&Request {
+                    headers,
+                    query: None,
+                    body: b"",
+                    now: jiff::Timestamp::UNIX_EPOCH,
+                })
+                .map(|verified| verified.keep())
+        };
+        let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+        assert!(request(&headers(&format!("Basic {}", encode("postmark:s3cret")))).is_ok());
+        assert_eq!(
+            request(&headers(&format!("Basic {}", encode("other:s3cret")))),
+            Err(AuthError::BadToken)
+        );
+        assert_eq!(
+            request(&headers(&format!("Basic {}", encode("postmark:s3cre")))),
+            Err(AuthError::BadToken)
+        );
+        assert!(matches!(
+            request(&HeaderMap::new()),
+            Err(AuthError::MissingToken(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,18 @@
+//! `GET /api/sources`: every webhook source with its provider, the URL to give the
+//! provider, how requests are verified and when one last arrived. Secrets never appear.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// Lists the sources.
+pub async fn list(State(state): State<AppState>) -> Json<Value> {
+    let base = state
+        .config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", state.config.listen));
+    Json(json!({ "sources": state.ingestor.sources().describe(&base) }))
+}

@@ -1,0 +1,80 @@
+//! Deduplication keys: what makes a provider's retry of an event the same event.
+
+use sha2::{Digest, Sha256};
+
+use super::body::outside_strings;
+use crate::event::Event;
+
+/// Returns the dedup key of an event: the provider's event id when it has one that is
+/// unique per event, else a hash of the single event's JSON with insignificant whitespace
+/// removed; always combined with source, kind and recipient (so a batch split per
+/// recipient yields distinct keys); 4 bytes of the event's day, then 12 of the digest.
+/// The event time goes in with the id as well: a retry
+/// repeats both, while a provider (or its documentation sample) that reuses an id for
+/// different events at different times does not lose any of them.
+pub fn dedup_key(event: &Event) -> [u8; 16] {
+    let mut hasher = Sha256::new();
+    hasher.update(event.source.as_bytes());
+    hasher.update([0]);
+    hasher.update([event.kind.code()]);
+    hasher.update(event.recipient.as_str().as_bytes());
+    hasher.update([0]);
+    match &event.provider_event_id {
+        Some(id) => {
+            hasher.update(b"id\0");
+            hasher.update(id.as_bytes());
+            hasher.update([0]);
+            if let Some(at) = event.occurred_at {
+                hasher.update(at.as_nanosecond().to_be_bytes());
+            }
+        }
+        None => {
+            hasher.update(b"json\0");
+            hash_compact_json(&mut hasher, event.raw.get());
+        }
+    }
+    let digest = hasher.finalize();
+    // The event's day first (0 without a time): the keys of one batch then sit together
+    // in the dedup tree, which keeps inserting them cheap. A retry repeats the time.
+    let day = event.occurred_at.map_or(0, |at| {
+        u32::try_from(at.as_second().div_euclid(86_400) + 1).unwrap_or(0)
+    });
+    let mut key = [0; 16];
+    key[..4].copy_from_slice(&day.to_be_bytes());
+    key[4..].copy_from_slice(&digest[..12]);
+    key
+}
+
+/// Feeds `json` to the hasher without the whitespace between tokens, so a provider that
+/// re-serializes a retry with other indentation still gets the same key.
+fn hash_compact_json(hasher: &mut Sha256, json: &str) {
+    let bytes = json.as_bytes();
+    let mut start = 0;
+    outside_strings(bytes, |index, byte| {
+        if byte.is_ascii_whitespace() {
+            hasher.update(&bytes[start..index]);
+            start = index + 1;
+        }
+    });
+    hasher.update(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_hash_ignores_formatting_but_not_content() {
+        let hash = |text: &str| {
+            let mut hasher = Sha256::new();
+            hash_compact_json(&mut hasher, text);
+            hasher.finalize()
+        };
+        assert_eq!(
+            hash("{\"a\": 1,\n \"b\": \"x y\"}"),
+            hash("{\"a\":1,\"b\":\"x y\"}")
+        );
+        assert_ne!(hash("{\"b\": \"x y\"}"), hash("{\"b\": \"xy\"}"));
+        assert_ne!(hash("{\"b\": \"x\\\" y\"}"), hash("{\"b\": \"x\\\"y\"}"));
+    }
+}
