@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use divan::{Bencher, black_box};
 use jiff::Timestamp;
-use mailwarden::event::{Event, EventId};
 use mailwarden::config::SourceConfig;
+use mailwarden::event::{Event, EventId};
 use mailwarden::ingest::sources::{Source, SourceContext};
 use mailwarden::ingest::{self, Element};
 use mailwarden::rules::engine::Limits;

@@ -556,8 +556,7 @@ mod tests {
         let config = Config::from_toml("[sources.Bad]\nprovider = \"opptima\"").unwrap();
         assert!(config.validate().is_err());
         let config =
-            Config::from_toml("[sources.x]\nprovider = \"opptima\"\nmax_body_bytes = 10")
-                .unwrap();
+            Config::from_toml("[sources.x]\nprovider = \"opptima\"\nmax_body_bytes = 10").unwrap();
         assert!(config.validate().is_err());
     }
 
@@ -582,12 +581,22 @@ mod tests {
         let mut mailgun = SourceConfig::new("mailgun");
         mailgun.apply_env("mg-eu", &config.source_env);
         assert_eq!(mailgun.signing_key.unwrap().expose(), "key-from-env");
-        assert_eq!(format!("{:?}", config.source_env), format!("{:?}", {
-            let mut expected = BTreeMap::new();
-            expected.insert("MAILWARDEN_SOURCE_MG_EU_SIGNING_KEY".to_owned(), Secret::new("x"));
-            expected.insert("MAILWARDEN_SOURCE_OPPTIMA_CO_TOKEN".to_owned(), Secret::new("x"));
-            expected
-        }), "secrets from the environment are redacted in Debug");
+        assert_eq!(
+            format!("{:?}", config.source_env),
+            format!("{:?}", {
+                let mut expected = BTreeMap::new();
+                expected.insert(
+                    "MAILWARDEN_SOURCE_MG_EU_SIGNING_KEY".to_owned(),
+                    Secret::new("x"),
+                );
+                expected.insert(
+                    "MAILWARDEN_SOURCE_OPPTIMA_CO_TOKEN".to_owned(),
+                    Secret::new("x"),
+                );
+                expected
+            }),
+            "secrets from the environment are redacted in Debug"
+        );
     }
 
     #[test]

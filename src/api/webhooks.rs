@@ -166,7 +166,11 @@ fn keep_all(verified: Vec<Verified>) {
 /// Carries out what a control request asks: SNS subscriptions are confirmed in the
 /// background (the signature was verified, and the URL is checked again before it is
 /// called); the answer says what was done.
-fn handle_control(state: &AppState, source: &Arc<Source>, control: Control) -> Json<serde_json::Value> {
+fn handle_control(
+    state: &AppState,
+    source: &Arc<Source>,
+    control: Control,
+) -> Json<serde_json::Value> {
     match control {
         Control::SubscriptionConfirmation {
             topic_arn,

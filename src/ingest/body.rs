@@ -106,7 +106,6 @@ fn clean_parser_message(error: &serde_json::Error) -> String {
     }
 }
 
-
 /// Calls `visit` with every byte of `json` that is not inside a string (the quotes
 /// themselves included), with its index.
 pub(crate) fn outside_strings(json: &[u8], mut visit: impl FnMut(usize, u8)) {

@@ -42,8 +42,8 @@ use crate::store::{
 use crate::telemetry::names;
 pub use body::{BodyError, MAX_JSON_DEPTH, parse_body};
 pub use dedup::dedup_key;
-pub use providers::{Element, ElementError, Provider};
 use providers::script::ScriptProviders;
+pub use providers::{Element, ElementError, Provider};
 use sources::{Source, SourceContext, Sources};
 
 /// Bodies up to this size are normalized on the runtime thread that received them.
@@ -252,7 +252,11 @@ fn prepare_request(
         ..IngestBatch::default()
     };
     let document = source.provider.document(body);
-    let elements = match document.as_deref().map_err(Clone::clone).and_then(parse_body) {
+    let elements = match document
+        .as_deref()
+        .map_err(Clone::clone)
+        .and_then(parse_body)
+    {
         Ok(elements) => elements,
         Err(error) => {
             batch
@@ -323,4 +327,3 @@ fn prepare_request(
         body_error: None,
     })
 }
-

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use super::providers::{self, Provider, script::ScriptProviders};
 use super::time;
-use super::verify::sns::Certificates;
 use super::verify::Verify;
+use super::verify::sns::Certificates;
 use crate::config::{Config, SourceConfig, source_env_name};
 use crate::store::Store;
 use crate::store::sources::{SourceRecord, Subscription};
@@ -136,7 +136,10 @@ impl Source {
 
     /// Returns the SNS subscriptions this source was asked to confirm.
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        self.subscriptions.lock().expect("subscriptions lock").clone()
+        self.subscriptions
+            .lock()
+            .expect("subscriptions lock")
+            .clone()
     }
 
     /// Records the state of the subscription of `topic_arn`, in memory and in `store`.
@@ -375,7 +378,9 @@ fn lookup(name: &str, scripts: &ScriptProviders) -> Option<Arc<dyn Provider>> {
 
 /// Returns the checks `provider` would build from `settings` (for `mailwarden check`).
 pub fn validate(provider: &dyn Provider, settings: &SourceConfig) -> Result<(), String> {
-    provider.checks(settings, &SourceContext::default()).map(drop)
+    provider
+        .checks(settings, &SourceContext::default())
+        .map(drop)
 }
 
 #[cfg(test)]

@@ -4,8 +4,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use mailwarden::ingest::verify::sns::Certificates;
 use mailwarden::{Application, Config};
 use serde_json::Value;
+
+use crate::signing;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -18,6 +23,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The configuration it was started with (to restart it the same way).
     pub config: Config,
+    /// The service's SNS signing certificates (tests add their own).
+    pub certificates: Arc<Certificates>,
     data: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -55,6 +62,7 @@ async fn start(config: Config) -> TestApp {
         .await
         .expect("the service starts");
     let address = application.local_addr();
+    let certificates = application.sns_certificates();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(application.run_until_stopped(async {
         let _ = stopped.await;
@@ -63,6 +71,7 @@ async fn start(config: Config) -> TestApp {
         address,
         client: reqwest::Client::new(),
         config,
+        certificates,
         data: None,
         stop: Some(stop),
         task: Some(task),
@@ -100,11 +109,65 @@ impl TestApp {
             .expect("request is sent")
     }
 
-    /// Posts a fixture file (`fixtures/<path>`) and returns status and JSON answer.
+    /// Posts a fixture file (`fixtures/<provider>/<case>`) to `source` the way its
+    /// provider delivers it, and returns status and JSON answer.
     pub async fn post_fixture(&self, source: &str, fixture: &str) -> (u16, Value) {
-        let response = self.post_raw(source, read_fixture(fixture)).await;
+        let (content_type, body) = self.delivered(fixture);
+        let response = self
+            .client
+            .post(self.url(&format!("/webhooks/{source}")))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request is sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// Returns a fixture as its provider would post it: Amazon SES messages wrapped in a
+    /// signed SNS notification (SNS envelopes re-signed), Mandrill's events as its form,
+    /// everything else as it is.
+    pub fn delivered(&self, fixture: &str) -> (&'static str, Vec<u8>) {
+        let body = read_fixture(fixture);
+        let provider = fixture.split('/').next().unwrap_or_default();
+        match provider {
+            "amazon_ses" => {
+                self.trust_test_sns_certificate();
+                let name = fixture.rsplit('/').next().unwrap_or(fixture);
+                let envelope = if name.starts_with("sns_") {
+                    let mut envelope: Value =
+                        serde_json::from_slice(&body).expect("SNS fixture is JSON");
+                    signing::sns().sign(&mut envelope, 1);
+                    envelope
+                } else {
+                    let message = String::from_utf8(body).expect("SES fixture is UTF-8");
+                    signing::sns().notification(&message, &format!("test-{name}"))
+                };
+                (
+                    "text/plain; charset=UTF-8",
+                    envelope.to_string().into_bytes(),
+                )
+            }
+            "mandrill" => {
+                let events = String::from_utf8(body).expect("Mandrill fixture is UTF-8");
+                (
+                    "application/x-www-form-urlencoded",
+                    signing::mandrill_form(&events).into_bytes(),
+                )
+            }
+            _ => ("application/json", body),
+        }
+    }
+
+    /// Puts the tests' SNS certificate where the service looks it up.
+    pub fn trust_test_sns_certificate(&self) {
+        self.certificates
+            .insert(
+                signing::SNS_CERT_URL,
+                signing::sns().certificate_pem.as_bytes(),
+            )
+            .expect("test certificate is valid");
     }
 
     /// Posts `body` and returns status and JSON answer.

@@ -1163,7 +1163,11 @@ async fn source_tokens_are_required_where_configured() {
         ("sp", Some("Bearer s3cre"), "bad_token"),
         ("sp", Some("Bearer s3cret2"), "bad_token"),
         ("sp", Some("s3cret"), "bad_token"),
-        ("sp", Some(basic("sendpulse", "wrong").as_str()), "bad_token"),
+        (
+            "sp",
+            Some(basic("sendpulse", "wrong").as_str()),
+            "bad_token",
+        ),
         ("sp", Some(basic("s3cret", "").as_str()), "bad_token"),
         ("sp?token=wrong", None, "bad_token"),
         ("sp?token=", None, "bad_token"),

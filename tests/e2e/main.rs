@@ -6,5 +6,6 @@ mod adapters;
 mod helpers;
 mod ingest;
 mod rules;
+mod signing;
 mod sinks;
 mod suppressions;

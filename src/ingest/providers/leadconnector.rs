@@ -12,10 +12,10 @@
 
 use serde_json::Value;
 
-use crate::ingest::fields::{Fields, clip};
-use crate::ingest::smtp::{self, Reply};
 use super::{Element, ElementError, MAX_FIELD_CHARS, Provider, emit, recipients, set_time};
 use crate::event::{BounceClass, EmailAddress, Event, EventKind, Reason};
+use crate::ingest::fields::{Fields, clip};
+use crate::ingest::smtp::{self, Reply};
 
 /// The LeadConnector adapter.
 pub struct LeadConnector;

@@ -204,7 +204,6 @@ impl<'a> Element<'a> {
     }
 }
 
-
 /// Sets an event's time from what [`Element::time`] read.
 pub fn set_time(event: &mut Event, read: Option<ReadTime>) {
     match read {

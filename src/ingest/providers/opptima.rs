@@ -12,10 +12,10 @@
 //! converted with the source's zone (default `America/Bogota`) and marked `assumed_tz`.
 //! `relid`, `contactId` and `campid` arrive as numbers or strings and are kept as strings.
 
-use crate::ingest::fields::{Fields, MAX_METADATA_FIELD_BYTES, clip};
-use crate::ingest::smtp::{self, Reply};
 use super::{Element, ElementError, MAX_FIELD_CHARS, Provider, emit, recipients, set_time};
 use crate::event::{BounceClass, Event, EventKind, Reason};
+use crate::ingest::fields::{Fields, MAX_METADATA_FIELD_BYTES, clip};
+use crate::ingest::smtp::{self, Reply};
 use serde_json::Value;
 
 /// The Opptima adapter.
@@ -124,9 +124,10 @@ fn response_text(fields: &mut Fields<'_>, event: &mut Event) -> Option<String> {
     match crate::ingest::fields::JsonType::of(raw) {
         crate::ingest::fields::JsonType::Array | crate::ingest::fields::JsonType::Object => {
             if raw.get().len() <= MAX_METADATA_FIELD_BYTES {
-                event
-                    .metadata
-                    .insert("response".to_owned(), crate::ingest::fields::exact_value(raw));
+                event.metadata.insert(
+                    "response".to_owned(),
+                    crate::ingest::fields::exact_value(raw),
+                );
             }
             None
         }

@@ -10,10 +10,10 @@
 //! `smtp_server_response_code` arrives as `"250"` or `550`; an empty
 //! `smtp_server_response_subcode` means none.
 
-use crate::ingest::fields::clip;
-use crate::ingest::smtp::{self, Reply};
 use super::{Element, ElementError, MAX_FIELD_CHARS, Provider, emit, recipients, set_time};
 use crate::event::{BounceClass, Event, EventKind, Reason};
+use crate::ingest::fields::clip;
+use crate::ingest::smtp::{self, Reply};
 use serde_json::Value;
 
 /// The SendPulse adapter.

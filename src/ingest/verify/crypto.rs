@@ -91,8 +91,8 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
 /// (id-ecPublicKey, prime256v1, BIT STRING of 66 bytes). DER is canonical, so every such
 /// key starts with exactly these bytes.
 const P256_SPKI_PREFIX: [u8; 27] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
 ];
 
 /// An ECDSA P-256 public key.
@@ -111,7 +111,8 @@ impl P256Key {
             .filter(|line| !line.trim_start().starts_with("-----"))
             .collect();
         let der = base64_decode(&body).ok_or("not base64")?;
-        if der.len() != P256_SPKI_PREFIX.len() + 64 || der[..P256_SPKI_PREFIX.len()] != P256_SPKI_PREFIX
+        if der.len() != P256_SPKI_PREFIX.len() + 64
+            || der[..P256_SPKI_PREFIX.len()] != P256_SPKI_PREFIX
         {
             return Err(
                 "not an ECDSA P-256 public key (expected the base64 DER SubjectPublicKeyInfo \
@@ -147,8 +148,8 @@ mod tests {
     fn hmac_matches_rfc_4231_case_2() {
         // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
         let key = MacKey::new(Mac::Sha256, b"Jefe");
-        let tag = hex_decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
-            .unwrap();
+        let tag =
+            hex_decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843").unwrap();
         assert!(key.verify(&[b"what do ya want ", b"for nothing?"], &tag));
         assert!(!key.verify(&[b"what do ya want for nothing!"], &tag));
         assert!(!key.verify(&[b"what do ya want for nothing?"], &tag[..31]));

@@ -104,7 +104,9 @@ pub enum AuthError {
     #[error("the signature does not match the body: {0}")]
     BadSignature(String),
     /// The signed timestamp is too far from now.
-    #[error("the signed timestamp is {age_secs} s away from now; at most {max_age_secs} s are accepted")]
+    #[error(
+        "the signed timestamp is {age_secs} s away from now; at most {max_age_secs} s are accepted"
+    )]
     StaleTimestamp {
         /// Distance from now, in seconds.
         age_secs: i64,

@@ -373,7 +373,10 @@ impl Verify for SnsCheck {
         let message = Message::parse(request.body).ok_or_else(|| {
             AuthError::MissingSignature("the body is not an SNS message".to_owned())
         })?;
-        let signature = message.signature.as_deref().ok_or_else(|| missing("Signature"))?;
+        let signature = message
+            .signature
+            .as_deref()
+            .ok_or_else(|| missing("Signature"))?;
         let url = message
             .signing_cert_url
             .as_deref()
@@ -431,9 +434,7 @@ mod tests {
             )
             .is_ok()
         );
-        assert!(
-            check_certificate_url("https://sns.us-gov-west-1.amazonaws.com/cert.pem").is_ok()
-        );
+        assert!(check_certificate_url("https://sns.us-gov-west-1.amazonaws.com/cert.pem").is_ok());
         for bad in [
             "http://sns.us-east-1.amazonaws.com/cert.pem",
             "https://sns.us-east-1.amazonaws.com.evil.com/cert.pem",
@@ -483,6 +484,9 @@ mod tests {
                 .contains("MessageId\nid\nSubject\nsubj\nTimestamp\n")
         );
         message.kind = SUBSCRIPTION_CONFIRMATION.to_owned();
-        assert!(string_to_sign(&message).is_err(), "no SubscribeURL, no Token");
+        assert!(
+            string_to_sign(&message).is_err(),
+            "no SubscribeURL, no Token"
+        );
     }
 }

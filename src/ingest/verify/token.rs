@@ -93,7 +93,8 @@ impl Verify for TokenCheck {
         }
         let sent = request.headers.contains_key(AUTHORIZATION)
             || request.query.is_some_and(|query| {
-                form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == TOKEN_QUERY_PARAMETER)
+                form_urlencoded::parse(query.as_bytes())
+                    .any(|(name, _)| name == TOKEN_QUERY_PARAMETER)
             });
         if sent {
             Err(AuthError::BadToken)

@@ -1,0 +1,1 @@
+//! amazon_ses: adapter tests, one per fixture.

@@ -1,0 +1,1 @@
+//! brevo: adapter tests, one per fixture.

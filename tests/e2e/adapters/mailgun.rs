@@ -1,0 +1,1 @@
+//! mailgun: adapter tests, one per fixture.

@@ -1,0 +1,1 @@
+//! mailjet: adapter tests, one per fixture.

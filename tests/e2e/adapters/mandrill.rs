@@ -1,0 +1,1 @@
+//! mandrill: adapter tests, one per fixture.

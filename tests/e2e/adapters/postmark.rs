@@ -1,0 +1,1 @@
+//! postmark: adapter tests, one per fixture.

@@ -1,0 +1,1 @@
+//! resend: adapter tests, one per fixture.

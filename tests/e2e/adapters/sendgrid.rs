@@ -1,0 +1,1 @@
+//! sendgrid: adapter tests, one per fixture.

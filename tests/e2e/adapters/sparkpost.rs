@@ -1,0 +1,1 @@
+//! sparkpost: adapter tests, one per fixture.
