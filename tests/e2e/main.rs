@@ -9,3 +9,4 @@ mod rules;
 mod signing;
 mod sinks;
 mod suppressions;
+mod verification;
