@@ -135,7 +135,11 @@ async fn mailgun_tampered_signature_is_401_bad_signature() {
 #[tokio::test]
 async fn mailgun_wrong_key_is_401_bad_signature() {
     let app = mailgun_app().await;
-    let answer = post_mailgun(&app, mailgun_body("key-someone-else", now(), &"d".repeat(50))).await;
+    let answer = post_mailgun(
+        &app,
+        mailgun_body("key-someone-else", now(), &"d".repeat(50)),
+    )
+    .await;
     assert_refused(&app, answer, "bad_signature").await;
 }
 
@@ -144,8 +148,11 @@ async fn mailgun_stale_timestamp_is_401_stale_timestamp() {
     let app = mailgun_app().await;
     // Signed correctly, two hours ago: older than the default hour.
     let before = auth_failures(&app, "mg-eu", "stale_timestamp").await;
-    let answer =
-        post_mailgun(&app, mailgun_body(MAILGUN_KEY, now() - 7_200, &"e".repeat(50))).await;
+    let answer = post_mailgun(
+        &app,
+        mailgun_body(MAILGUN_KEY, now() - 7_200, &"e".repeat(50)),
+    )
+    .await;
     assert_refused(&app, answer, "stale_timestamp").await;
     assert!(auth_failures(&app, "mg-eu", "stale_timestamp").await > before);
 }
@@ -192,13 +199,18 @@ async fn mailgun_token_is_spent_once_its_request_is_stored_even_in_quarantine() 
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["quarantined"], 1, "{report}");
     let (status, report) = post_mailgun(&app, mailgun_body(MAILGUN_KEY, now(), &token)).await;
-    assert_eq!(status, 401, "the first request was stored (quarantined): {report}");
+    assert_eq!(
+        status, 401,
+        "the first request was stored (quarantined): {report}"
+    );
 }
 
 #[tokio::test]
 async fn mailgun_signing_key_can_come_from_the_environment() {
     let app = spawn_app_with(|config| {
-        config.sources.insert("mg-us".into(), SourceConfig::new("mailgun"));
+        config
+            .sources
+            .insert("mg-us".into(), SourceConfig::new("mailgun"));
         config.source_env.insert(
             "MAILWARDEN_SOURCE_MG_US_SIGNING_KEY".into(),
             Secret::new(MAILGUN_KEY),
@@ -217,4 +229,133 @@ async fn mailgun_signing_key_can_come_from_the_environment() {
     )
     .await;
     assert_eq!(answer.0, 401, "{}", answer.1);
+}
+
+// ---------------------------------------------------------------------------------------
+// SendGrid: ECDSA P-256 over the timestamp header and the raw body.
+
+async fn sendgrid_app(key: &signing::SendGridKey) -> TestApp {
+    let public_key = key.public_key.clone();
+    spawn_app_with(move |config| {
+        config.sources.insert(
+            "sg".into(),
+            SourceConfig {
+                public_key: Some(public_key),
+                ..SourceConfig::new("sendgrid")
+            },
+        );
+    })
+    .await
+}
+
+async fn post_sendgrid(
+    app: &TestApp,
+    signature: Option<String>,
+    timestamp: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut headers = vec![(
+        "x-twilio-email-event-webhook-timestamp",
+        timestamp.to_owned(),
+    )];
+    if let Some(signature) = signature {
+        headers.push(("x-twilio-email-event-webhook-signature", signature));
+    }
+    post_with_headers(app, "sg", "application/json", &headers, body).await
+}
+
+#[tokio::test]
+async fn sendgrid_valid_signature_is_stored() {
+    let key = signing::SendGridKey::generate();
+    let app = sendgrid_app(&key).await;
+    let body = read_fixture("sendgrid/bounce.json");
+    let timestamp = now().to_string();
+    let signature = key.sign(&timestamp, &body);
+    let (status, report) = post_sendgrid(&app, Some(signature), &timestamp, body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
+}
+
+#[tokio::test]
+async fn sendgrid_tampered_body_is_401_bad_signature() {
+    let key = signing::SendGridKey::generate();
+    let app = sendgrid_app(&key).await;
+    let body = read_fixture("sendgrid/bounce.json");
+    let timestamp = now().to_string();
+    let signature = key.sign(&timestamp, &body);
+    let tampered = String::from_utf8(body)
+        .unwrap()
+        .replace("alex@example.com", "victim@example.com")
+        .into_bytes();
+    let answer = post_sendgrid(&app, Some(signature), &timestamp, tampered).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn sendgrid_wrong_key_is_401_bad_signature() {
+    let key = signing::SendGridKey::generate();
+    let app = sendgrid_app(&key).await;
+    let other = signing::SendGridKey::generate();
+    let body = read_fixture("sendgrid/delivered.json");
+    let timestamp = now().to_string();
+    let answer = post_sendgrid(&app, Some(other.sign(&timestamp, &body)), &timestamp, body).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn sendgrid_stale_timestamp_is_401_stale_timestamp() {
+    let key = signing::SendGridKey::generate();
+    let app = sendgrid_app(&key).await;
+    let body = read_fixture("sendgrid/delivered.json");
+    // Signed correctly two days ago: beyond SendGrid's 24 hours of retries.
+    let timestamp = (now() - 2 * 86_400).to_string();
+    let signature = key.sign(&timestamp, &body);
+    let answer = post_sendgrid(&app, Some(signature), &timestamp, body).await;
+    assert_refused(&app, answer, "stale_timestamp").await;
+}
+
+#[tokio::test]
+async fn sendgrid_missing_signature_is_401_missing_signature() {
+    let key = signing::SendGridKey::generate();
+    let app = sendgrid_app(&key).await;
+    let answer = post_sendgrid(
+        &app,
+        None,
+        &now().to_string(),
+        read_fixture("sendgrid/delivered.json"),
+    )
+    .await;
+    assert_refused(&app, answer, "missing_signature").await;
+}
+
+#[tokio::test]
+async fn sendgrid_signature_with_a_changed_timestamp_is_401() {
+    // The timestamp is part of what is signed: moving it breaks the signature.
+    let key = signing::SendGridKey::generate();
+    let app = sendgrid_app(&key).await;
+    let body = read_fixture("sendgrid/delivered.json");
+    let signature = key.sign(&now().to_string(), &body);
+    let answer = post_sendgrid(&app, Some(signature), &(now() + 1).to_string(), body).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn sendgrid_bad_public_key_stops_startup_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::helpers::test_config(dir.path());
+    config.sources.insert(
+        "sg".into(),
+        SourceConfig {
+            public_key: Some("not-a-key".into()),
+            ..SourceConfig::new("sendgrid")
+        },
+    );
+    let error = match mailwarden::Application::build(config).await {
+        Ok(_) => panic!("a bad key must stop startup"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("source `sg`") && error.contains("public_key"),
+        "{error}"
+    );
 }
