@@ -219,6 +219,15 @@ pub enum BounceClass {
 }
 
 impl BounceClass {
+    /// Returns the one-byte code that goes into dedup keys: never renumber.
+    pub fn code(self) -> u8 {
+        match self {
+            BounceClass::Hard => 1,
+            BounceClass::Soft => 2,
+            BounceClass::Undetermined => 3,
+        }
+    }
+
     /// Returns the name used in JSON, the API and rules.
     pub fn as_str(self) -> &'static str {
         match self {
