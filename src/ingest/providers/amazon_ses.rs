@@ -1,9 +1,59 @@
-//! Placeholder.
+//! Amazon SES notifications delivered by an Amazon SNS HTTPS subscription.
+//!
+//! SNS posts its JSON envelope as `text/plain` (<https://docs.aws.amazon.com/sns/latest/dg/sns-message-and-json-formats.html>):
+//! `SubscriptionConfirmation` (confirmed by the webhook handler once the signature
+//! verifies, see [`Provider::control`]), `UnsubscribeConfirmation`, and `Notification`,
+//! whose `Message` is the SES JSON as a string. The signature is checked by
+//! `verify::sns` (on by default; `verify_signature = false` only for raw message
+//! delivery behind a token), with the optional `topic_arns` allow-list. A body that is not
+//! an envelope is read as a bare SES message (raw message delivery). A `Message` that is
+//! not JSON (SES's "Successfully validated SNS topic" test) yields no event.
+//!
+//! Two SES formats (<https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html>,
+//! <https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html>):
+//! classic notifications (`notificationType`: Bounce, Complaint, Delivery) and event
+//! publishing (`eventType`: Send, Reject, Delivery, Bounce, Complaint, Open, Click,
+//! DeliveryDelay, `Rendering Failure` (with a space), Subscription). One event per
+//! recipient: bounces per `bouncedRecipients` (each with its own status and diagnostic),
+//! complaints per `complainedRecipients`, deliveries per `delivery.recipients`, delays per
+//! `delayedRecipients`; the others per `mail.destination`.
+//!
+//! Mapping:
+//! - Bounce: `bounceType` Permanent → hard, Transient → soft (SES has stopped retrying),
+//!   Undetermined → undetermined. The subtype is SES's own classification and decides the
+//!   reason first (NoEmail → invalid, MailboxFull → bounced, MessageTooLarge → other,
+//!   ContentRejected / AttachmentRejected → blocked); General and Undetermined take it from
+//!   the reply. `Permanent/Suppressed` and `Permanent/OnAccountSuppressionList` were never
+//!   attempted (SES's suppression lists): dropped.
+//! - Complaint → complaint (spam); feedback type `not-spam` or `auth-failure` is no
+//!   complaint by the recipient: other; subtype OnAccountSuppressionList: dropped.
+//! - Delivery → delivered; Send → queued; Reject (virus) → dropped, blocked; Rendering
+//!   Failure → failed; DeliveryDelay → deferred (reason from `delayType`); Open, Click;
+//!   Subscription → unsubscribe when the recipient opted out (of all, or of a topic),
+//!   subscribe when a topic changed to opt-in.
+//!
+//! The SNS `MessageId` is the provider event id: SNS repeats it on every retry, and the
+//! dedup key adds kind and recipient, which tells apart the recipients of one
+//! notification. `mail.messageId` is the message id, `mail.source` the sender, custom
+//! `mail.tags` become `key=value` tags (`ses:*` tags go to metadata). Times are ISO 8601
+//! with a zone: exact. `raw` is the SES message, not the envelope.
 
-use super::{Element, ElementError, Provider};
-use crate::event::Event;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
-/// The adapter.
+use super::{
+    Control, Element, ElementError, MAX_FIELD_CHARS, Provider, emit, emit_each, recipients,
+    set_time,
+};
+use crate::config::SourceConfig;
+use crate::event::{BounceClass, EmailAddress, Event, EventKind, Reason};
+use crate::ingest::fields::{Fields, JsonType, clip};
+use crate::ingest::smtp::{self, Reply};
+use crate::ingest::sources::SourceContext;
+use crate::ingest::verify::sns::{self, Message, SnsCheck};
+use crate::ingest::verify::{self, Verify};
+
+/// The Amazon SES adapter.
 pub struct AmazonSes;
 
 impl Provider for AmazonSes {
@@ -11,7 +61,542 @@ impl Provider for AmazonSes {
         "amazon_ses"
     }
 
-    fn normalize(&self, _element: &Element<'_>, _out: &mut Vec<Event>) -> Result<(), ElementError> {
-        Err(ElementError::Malformed("not yet".into()))
+    fn checks(
+        &self,
+        settings: &SourceConfig,
+        context: &SourceContext,
+    ) -> Result<Vec<Box<dyn Verify>>, String> {
+        let mut checks =
+            verify::credential_checks(self.name(), settings, &["topic_arns", "verify_signature"])?;
+        if settings.verify_signature == Some(false) {
+            if !settings.topic_arns.is_empty() {
+                return Err("`topic_arns` are checked on verified SNS messages only: \
+                     it needs `verify_signature` on"
+                    .to_owned());
+            }
+            if checks.is_empty() {
+                return Err(
+                    "`verify_signature = false` needs another check: set `token` (or \
+                     `username` and `password`)"
+                        .to_owned(),
+                );
+            }
+        } else {
+            checks.push(Box::new(SnsCheck::new(
+                context.certificates.clone(),
+                settings.topic_arns.clone(),
+            )));
+        }
+        Ok(checks)
+    }
+
+    fn control(&self, body: &[u8]) -> Option<Control> {
+        let message = Message::parse(body)?;
+        match message.kind.as_str() {
+            sns::SUBSCRIPTION_CONFIRMATION => Some(Control::SubscriptionConfirmation {
+                topic_arn: message.topic_arn,
+                subscribe_url: message.subscribe_url?,
+            }),
+            sns::UNSUBSCRIBE_CONFIRMATION => Some(Control::UnsubscribeConfirmation {
+                topic_arn: message.topic_arn,
+            }),
+            _ => None,
+        }
+    }
+
+    fn normalize(&self, element: &Element<'_>, out: &mut Vec<Event>) -> Result<(), ElementError> {
+        let mut envelope = element.fields()?;
+        if !(envelope.has("Type") && envelope.has("Message")) {
+            // Raw message delivery: the body is the SES message itself.
+            return normalize_ses(element, None, out);
+        }
+        let kind = envelope.text("Type").unwrap_or_default();
+        if kind != sns::NOTIFICATION {
+            // Confirmations are handled before the body is ingested; nothing to store.
+            return Ok(());
+        }
+        let text = envelope.text("Message").unwrap_or_default();
+        let Ok(inner) = RawValue::from_string(text.clone()) else {
+            tracing::info!(
+                source = %element.source.name,
+                message = %clip(&text, 120),
+                "sns notification without a JSON message; nothing stored"
+            );
+            return Ok(());
+        };
+        if JsonType::of(&inner) != JsonType::Object {
+            return Ok(());
+        }
+        let mut sns = Map::new();
+        for (key, name) in [
+            ("MessageId", "sns_message_id"),
+            ("TopicArn", "sns_topic_arn"),
+        ] {
+            if let Some(value) = envelope.text(key) {
+                sns.insert(name.to_owned(), Value::String(value));
+            }
+        }
+        let ses = Element {
+            raw: &inner,
+            source: element.source,
+            received_at: element.received_at,
+        };
+        normalize_ses(&ses, Some(sns), out)
+    }
+}
+
+/// Normalizes one SES message; `sns` holds the envelope's id and topic.
+fn normalize_ses(
+    element: &Element<'_>,
+    sns: Option<Map<String, Value>>,
+    out: &mut Vec<Event>,
+) -> Result<(), ElementError> {
+    let mut fields = element.fields()?;
+    let name = fields.text_of(&["notificationType", "eventType"]).ok_or(
+        ElementError::MissingEventName("notificationType` or `eventType"),
+    )?;
+    let mut mail = fields.object("mail");
+    let key = name.to_lowercase().replace(' ', "");
+    let detail_key = match key.as_str() {
+        "bounce" => "bounce",
+        "complaint" => "complaint",
+        "delivery" => "delivery",
+        "deliverydelay" => "deliveryDelay",
+        "reject" => "reject",
+        "open" => "open",
+        "click" => "click",
+        "renderingfailure" => "failure",
+        "subscription" => "subscription",
+        _ => "send",
+    };
+    let mut detail = fields.object(detail_key);
+
+    // Recipients: per-recipient objects where SES gives them, else the message's.
+    let per_recipient = match (key.as_str(), detail.as_mut()) {
+        ("bounce", Some(detail)) => recipient_details(detail, "bouncedRecipients"),
+        ("complaint", Some(detail)) => recipient_details(detail, "complainedRecipients"),
+        ("deliverydelay", Some(detail)) => recipient_details(detail, "delayedRecipients"),
+        _ => Vec::new(),
+    };
+    let mut targets: Vec<Target<'_>> = Vec::new();
+    for mut recipient in per_recipient {
+        if let Some(text) = recipient.text("emailAddress") {
+            match EmailAddress::parse(&text) {
+                Ok(address) => targets.push(Target {
+                    address,
+                    details: Some(recipient),
+                }),
+                Err(error) => fields.warn(
+                    detail_key,
+                    format_args!("skipped recipient `{}`: {error}", clip(&text, 80)),
+                ),
+            }
+        }
+    }
+    if targets.is_empty() {
+        let list = match (key.as_str(), detail.as_mut(), mail.as_mut()) {
+            ("delivery", Some(detail), _) => recipients(detail, &["recipients"]),
+            (_, _, Some(mail)) => recipients(mail, &["destination"]),
+            _ => Err(ElementError::NoRecipient(
+                "no `mail.destination`".to_owned(),
+            )),
+        }?;
+        targets = list
+            .into_iter()
+            .map(|address| Target {
+                address,
+                details: None,
+            })
+            .collect();
+    }
+
+    let meaning = meaning(&key, detail.as_mut());
+    let first = targets[0].address.clone();
+    let mut base = if meaning.documented {
+        element.documented_event(&name, meaning.kind, first)
+    } else {
+        element.event(&name, meaning.kind, first, &fields)
+    };
+    let read = match detail.as_mut().filter(|d| d.has("timestamp")) {
+        Some(detail) => element.time(detail, "timestamp", true),
+        None => match mail.as_mut() {
+            Some(mail) => element.time(mail, "timestamp", true),
+            None => element.time(&mut fields, "timestamp", true),
+        },
+    };
+    set_time(&mut base, read);
+    base.bounce_class = meaning.class;
+    if let Some(sns) = sns {
+        base.provider_event_id = sns
+            .get("sns_message_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        base.metadata.extend(sns);
+    }
+    if let Some(mail) = mail.as_mut() {
+        read_mail(mail, &mut base);
+    }
+    let mut shared_reply = Reply::default();
+    if let Some(detail) = detail.as_mut() {
+        match key.as_str() {
+            "delivery" => {
+                if let Some(text) = detail.text("smtpResponse") {
+                    shared_reply.complete_from_text(&text);
+                    base.smtp_response = Some(clip(text.trim(), MAX_FIELD_CHARS).to_owned());
+                }
+            }
+            "open" | "click" => {
+                base.ip = detail.text("ipAddress");
+                base.user_agent = detail.text("userAgent");
+                base.click_url = detail
+                    .text("link")
+                    .map(|url| clip(&url, MAX_FIELD_CHARS).to_owned());
+                if let Some(raw) = detail.raw("linkTags") {
+                    base.tags.extend(flat_tags(raw, |_| true));
+                }
+            }
+            "reject" => {
+                base.smtp_response = detail
+                    .text("reason")
+                    .map(|reason| clip(&reason, MAX_FIELD_CHARS).to_owned());
+            }
+            "renderingfailure" => {
+                base.smtp_response = detail
+                    .text("errorMessage")
+                    .map(|text| clip(&text, MAX_FIELD_CHARS).to_owned());
+            }
+            _ => {}
+        }
+        detail.rest_into(&mut base.metadata);
+    }
+    base.smtp_code = shared_reply.code;
+    base.smtp_enhanced = shared_reply.enhanced.clone();
+    base.reason = meaning.reason;
+    fields.rest_into(&mut base.metadata);
+
+    if targets.iter().all(|target| target.details.is_none()) {
+        let addresses = targets.into_iter().map(|target| target.address).collect();
+        finish_reason(&mut base, &meaning, &shared_reply);
+        emit(base, addresses, fields.warnings(), out);
+        return Ok(());
+    }
+    let mut events = Vec::with_capacity(targets.len());
+    for target in targets {
+        let mut event = base.clone();
+        event.recipient = target.address;
+        let mut reply = Reply::default();
+        if let Some(mut details) = target.details {
+            reply.enhanced = details
+                .text("status")
+                .and_then(|status| smtp::enhanced_code(&status));
+            if let Some(diagnostic) = details.text("diagnosticCode") {
+                let text = strip_diagnostic_type(&diagnostic);
+                reply.complete_from_text(text);
+                event.smtp_response = Some(clip(text, MAX_FIELD_CHARS).to_owned());
+            }
+            details.rest_into(&mut event.metadata);
+        }
+        event.smtp_code = reply.code;
+        event.smtp_enhanced = reply.enhanced.clone();
+        finish_reason(&mut event, &meaning, &reply);
+        events.push(event);
+    }
+    emit_each(events, fields.warnings(), out);
+    Ok(())
+}
+
+/// One recipient of a notification, with SES's details about it where it gives them.
+struct Target<'a> {
+    address: EmailAddress,
+    details: Option<Fields<'a>>,
+}
+
+/// What an SES message means, before its recipients' replies are read.
+struct Meaning {
+    kind: EventKind,
+    class: Option<BounceClass>,
+    /// Reason SES states (its subtype); `None` leaves it to the reply.
+    reason: Option<Reason>,
+    /// Whether the reply may decide the reason when SES states none.
+    reason_from_reply: bool,
+    /// A documented message deliberately stored as `other`.
+    documented: bool,
+}
+
+fn meaning(key: &str, detail: Option<&mut Fields<'_>>) -> Meaning {
+    let plain = |kind: EventKind, reason: Option<Reason>| Meaning {
+        kind,
+        class: None,
+        reason,
+        reason_from_reply: false,
+        documented: false,
+    };
+    let mut detail = detail;
+    let mut text = |name: &str| detail.as_mut().and_then(|d| d.text(name));
+    match key {
+        "bounce" => {
+            let bounce_type = text("bounceType").unwrap_or_default();
+            let subtype = text("bounceSubType").unwrap_or_default();
+            if matches!(subtype.as_str(), "Suppressed" | "OnAccountSuppressionList") {
+                let reason = (subtype == "Suppressed").then_some(Reason::Invalid);
+                return plain(EventKind::Dropped, reason);
+            }
+            let class = match bounce_type.as_str() {
+                "Permanent" => BounceClass::Hard,
+                "Transient" => BounceClass::Soft,
+                _ => BounceClass::Undetermined,
+            };
+            let reason = match subtype.as_str() {
+                "NoEmail" => Some(Reason::Invalid),
+                "MailboxFull" => Some(Reason::Bounced),
+                "MessageTooLarge" => Some(Reason::Other),
+                "ContentRejected" | "AttachmentRejected" => Some(Reason::Blocked),
+                _ => None,
+            };
+            Meaning {
+                kind: EventKind::Bounce,
+                class: Some(class),
+                reason,
+                reason_from_reply: true,
+                documented: false,
+            }
+        }
+        "complaint" => {
+            if text("complaintSubType").as_deref() == Some("OnAccountSuppressionList") {
+                return plain(EventKind::Dropped, None);
+            }
+            match text("complaintFeedbackType").as_deref() {
+                Some("not-spam" | "auth-failure") => Meaning {
+                    documented: true,
+                    ..plain(EventKind::Other, None)
+                },
+                _ => plain(EventKind::Complaint, Some(Reason::Spam)),
+            }
+        }
+        "delivery" => plain(EventKind::Delivered, None),
+        "send" => plain(EventKind::Queued, None),
+        "reject" => plain(EventKind::Dropped, Some(Reason::Blocked)),
+        "open" => plain(EventKind::Open, None),
+        "click" => plain(EventKind::Click, None),
+        "renderingfailure" => plain(EventKind::Failed, Some(Reason::Other)),
+        "deliverydelay" => {
+            let reason = match text("delayType").as_deref() {
+                Some("MailboxFull") => Some(Reason::Bounced),
+                Some("SpamDetected") => Some(Reason::Spam),
+                Some("IPFailure") => Some(Reason::Blocked),
+                Some("TransientCommunicationFailure") => Some(Reason::TimedOut),
+                Some(
+                    "InternalFailure"
+                    | "RecipientServerError"
+                    | "BYOIPHostNameLookupUnavailable"
+                    | "SendingDeferral",
+                ) => Some(Reason::Other),
+                _ => None,
+            };
+            Meaning {
+                reason_from_reply: true,
+                ..plain(EventKind::Deferred, reason)
+            }
+        }
+        "subscription" => {
+            let mut preferences = |name: &str| {
+                detail
+                    .as_mut()
+                    .and_then(|d| d.raw(name))
+                    .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+            };
+            let (new, old) = (
+                preferences("newTopicPreferences"),
+                preferences("oldTopicPreferences"),
+            );
+            match subscription_change(new.as_ref(), old.as_ref()) {
+                Some(EventKind::Unsubscribe) => {
+                    plain(EventKind::Unsubscribe, Some(Reason::Unsubscribed))
+                }
+                Some(kind) => plain(kind, None),
+                None => Meaning {
+                    documented: true,
+                    ..plain(EventKind::Other, None)
+                },
+            }
+        }
+        _ => plain(EventKind::Other, None),
+    }
+}
+
+/// Sets the reason from the reply where SES stated none.
+fn finish_reason(event: &mut Event, meaning: &Meaning, reply: &Reply) {
+    if meaning.reason.is_none() && meaning.reason_from_reply {
+        event.reason = smtp::classify(reply, event.smtp_response.as_deref());
+        if event.reason.is_none() && meaning.kind == EventKind::Bounce {
+            event.reason = Some(Reason::Bounced);
+        }
+    }
+}
+
+/// Whether a Subscription event is an opt-out (of all mail, or of a topic that was
+/// opted in) or an opt-in; `None` when nothing changed that way.
+fn subscription_change(new: Option<&Value>, old: Option<&Value>) -> Option<EventKind> {
+    let new = new?;
+    let all = |prefs: Option<&Value>| prefs.and_then(|p| p["unsubscribeAll"].as_bool());
+    if all(Some(new)) == Some(true) && all(old) != Some(true) {
+        return Some(EventKind::Unsubscribe);
+    }
+    let status = |prefs: Option<&Value>, topic: &str| {
+        prefs
+            .and_then(|p| p["topicSubscriptionStatus"].as_array())
+            .and_then(|topics| {
+                topics
+                    .iter()
+                    .find(|t| t["topicName"].as_str() == Some(topic))
+                    .and_then(|t| t["subscriptionStatus"].as_str().map(str::to_owned))
+            })
+    };
+    let mut opted_in = false;
+    for topic in new["topicSubscriptionStatus"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = topic["topicName"].as_str() else {
+            continue;
+        };
+        let now = topic["subscriptionStatus"].as_str();
+        let before = status(old, name);
+        if now == Some("OptOut") && before.as_deref() != Some("OptOut") {
+            return Some(EventKind::Unsubscribe);
+        }
+        opted_in |= now == Some("OptIn") && before.as_deref() != Some("OptIn");
+    }
+    if all(old) == Some(true) && all(Some(new)) == Some(false) {
+        opted_in = true;
+    }
+    opted_in.then_some(EventKind::Subscribe)
+}
+
+/// Reads the `mail` object: message id, sender, subject, tags; the rest to metadata
+/// (`headers` stays in `raw` only: it repeats the message's headers in full).
+fn read_mail(mail: &mut Fields<'_>, event: &mut Event) {
+    event.message_id = mail.text("messageId").map(|id| id.trim().to_owned());
+    event.sender = mail
+        .text("source")
+        .map(|source| match EmailAddress::parse(&source) {
+            Ok(address) => address.as_str().to_owned(),
+            Err(_) => clip(&source, 320).to_owned(),
+        });
+    if let Some(mut headers) = mail.object("commonHeaders") {
+        event.subject = headers
+            .text("subject")
+            .map(|subject| clip(&subject, MAX_FIELD_CHARS).to_owned());
+        headers.copy_into("messageId", "header_message_id", &mut event.metadata);
+    }
+    if let Some(raw) = mail.raw("tags") {
+        event.tags = flat_tags(raw, |name| !name.starts_with("ses:"));
+        let ses_tags: Map<String, Value> = serde_json::from_str::<Map<String, Value>>(raw.get())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("ses:"))
+            .collect();
+        if !ses_tags.is_empty() {
+            event
+                .metadata
+                .insert("ses_tags".to_owned(), Value::Object(ses_tags));
+        }
+    }
+    for key in ["destination", "headers", "timestamp"] {
+        mail.raw(key);
+    }
+    mail.rest_into(&mut event.metadata);
+}
+
+/// Flattens an SES tag map (`{"name": ["value", ...]}`) into `name=value` tags, for the
+/// names `keep` accepts.
+fn flat_tags(raw: &RawValue, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let map: Map<String, Value> = serde_json::from_str(raw.get()).unwrap_or_default();
+    let mut tags = Vec::new();
+    for (name, values) in map {
+        if !keep(&name) {
+            continue;
+        }
+        match values {
+            Value::Array(items) => {
+                for item in items {
+                    if let Some(value) = item.as_str() {
+                        tags.push(format!("{name}={value}"));
+                    }
+                }
+            }
+            Value::String(value) => tags.push(format!("{name}={value}")),
+            _ => {}
+        }
+    }
+    tags
+}
+
+/// Returns the objects of array `key` as field readers.
+fn recipient_details<'a>(detail: &mut Fields<'a>, key: &str) -> Vec<Fields<'a>> {
+    let Some(raw) = detail.raw(key) else {
+        return Vec::new();
+    };
+    let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).unwrap_or_default();
+    items
+        .into_iter()
+        .filter_map(|item| Fields::parse(item, detail.warnings().clone()))
+        .collect()
+}
+
+/// Drops a DSN diagnostic's type (`smtp; 550 ...`, `X-Postfix; unknown user`).
+fn strip_diagnostic_type(text: &str) -> &str {
+    match text.split_once(';') {
+        Some((kind, rest))
+            if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            rest.trim()
+        }
+        _ => text.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diagnostic_types_are_dropped() {
+        assert_eq!(
+            strip_diagnostic_type("smtp; 550 5.1.1 <jane@example.com>... User"),
+            "550 5.1.1 <jane@example.com>... User"
+        );
+        assert_eq!(
+            strip_diagnostic_type("X-Postfix; unknown user"),
+            "unknown user"
+        );
+        assert_eq!(
+            strip_diagnostic_type("550 no; such user"),
+            "550 no; such user"
+        );
+    }
+
+    #[test]
+    fn subscription_changes() {
+        let prefs = |all: bool, status: &str| {
+            json!({"unsubscribeAll": all, "topicSubscriptionStatus": [
+                {"topicName": "news", "subscriptionStatus": status}]})
+        };
+        let change = |new: Value, old: Value| subscription_change(Some(&new), Some(&old));
+        assert_eq!(
+            change(prefs(true, "OptOut"), prefs(false, "OptOut")),
+            Some(EventKind::Unsubscribe)
+        );
+        assert_eq!(
+            change(prefs(false, "OptOut"), prefs(false, "OptIn")),
+            Some(EventKind::Unsubscribe)
+        );
+        assert_eq!(
+            change(prefs(false, "OptIn"), prefs(false, "OptOut")),
+            Some(EventKind::Subscribe)
+        );
+        assert_eq!(change(prefs(false, "OptIn"), prefs(false, "OptIn")), None);
     }
 }

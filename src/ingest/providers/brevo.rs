@@ -151,15 +151,9 @@ impl Provider for Brevo {
         let kind = meaning.map_or(EventKind::Other, |m| m.kind);
         let mut event = match meaning {
             // A documented event without a kind of its own: no "unknown event" warning.
-            Some(known) if known.kind == EventKind::Other => Event::new(
-                &element.source.name,
-                element.source.provider.name(),
-                clip(&name, 200),
-                EventKind::Other,
-                recipients[0].clone(),
-                element.received_at,
-                element.raw.to_owned(),
-            ),
+            Some(known) if known.kind == EventKind::Other => {
+                element.documented_event(&name, EventKind::Other, recipients[0].clone())
+            }
             _ => element.event(&name, kind, recipients[0].clone(), &fields),
         };
         let read = occurred_at(element, &mut fields);

@@ -192,6 +192,18 @@ impl<'a> Element<'a> {
             metrics::counter!(names::UNKNOWN_EVENTS, "provider" => self.source.provider_label.clone())
                 .increment(1);
         }
+        self.documented_event(provider_event, kind, recipient)
+    }
+
+    /// Starts an event the provider documents, whatever its kind: a documented event
+    /// deliberately stored as `other` (an account notice, a relay probe) is not an unknown
+    /// one, so it is neither warned about nor counted.
+    pub fn documented_event(
+        &self,
+        provider_event: &str,
+        kind: EventKind,
+        recipient: EmailAddress,
+    ) -> Event {
         Event::new(
             &self.source.name,
             self.source.provider.name(),
@@ -313,6 +325,17 @@ fn split_addresses(text: &str) -> Vec<&str> {
     parts.push(&text[start..]);
     parts.retain(|p| !p.trim().is_empty());
     parts
+}
+
+/// Appends events built one per recipient (each with details of its own), all with the
+/// element's warnings attached.
+pub fn emit_each(mut events: Vec<Event>, warnings: &Warnings, out: &mut Vec<Event>) {
+    let mut list = warnings.take();
+    list.truncate(MAX_WARNINGS);
+    for event in &mut events {
+        event.warnings = list.clone();
+    }
+    out.append(&mut events);
 }
 
 /// Copies `event` once per extra recipient and appends them all to `out`, with the

@@ -290,15 +290,7 @@ impl Provider for Postmark {
         let mut event = if record.is_some() && mapping.kind == EventKind::Other {
             // A documented record deliberately stored as `other` (a relay probe, an
             // inbound error) is not an unknown event: no warning, not counted as one.
-            Event::new(
-                &element.source.name,
-                element.source.provider.name(),
-                clip(&name, 200),
-                EventKind::Other,
-                first,
-                element.received_at,
-                element.raw.to_owned(),
-            )
+            element.documented_event(&name, EventKind::Other, first)
         } else {
             element.event(&name, mapping.kind, first, &fields)
         };

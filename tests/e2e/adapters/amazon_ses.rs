@@ -1,1 +1,1 @@
-//! amazon_ses: adapter tests, one per fixture.
+//! Amazon SES: adapter tests, one per fixture.

@@ -230,7 +230,7 @@ async fn postmark_legacy_bounce_with_an_empty_email_is_quarantined() {
     // The older support-article sample (braces restored) sends `"Email": ""`: there is no
     // recipient to file it under, so it is set aside with the reason, answered 200.
     let app = spawn_app().await;
-    let fixture = "postmark/quarantined/bounce_hard_support_article_legacy.json";
+    let fixture = "postmark/set_aside/bounce_hard_support_article_legacy.json";
     let (status, report) = app.post_fixture("postmark", fixture).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["accepted"], 0, "{report}");
@@ -953,7 +953,7 @@ async fn postmark_reactivation_is_a_subscribe() {
 // ---------------------------------------------------------------------------------------
 // Every fixture together, retries, authentication.
 
-/// The top-level Postmark fixtures (the ones under `quarantined/` are meant to be refused).
+/// The top-level Postmark fixtures (the ones under `set_aside/` are meant to be refused).
 fn postmark_fixtures() -> Vec<String> {
     all_fixtures()
         .into_iter()
