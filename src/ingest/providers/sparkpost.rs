@@ -232,15 +232,7 @@ impl Provider for SparkPost {
         let first = recipients[0].clone();
         let mut event = match mapping {
             // Known, just not delivery: no "unknown event" warning or count.
-            Mapping::Documented(_) => Event::new(
-                &element.source.name,
-                element.source.provider.name(),
-                clip(&name, 200),
-                EventKind::Other,
-                first,
-                element.received_at,
-                element.raw.to_owned(),
-            ),
+            Mapping::Documented(_) => element.documented_event(&name, EventKind::Other, first),
             _ => element.event(&name, kind, first, &fields),
         };
         let read = element.time(&mut fields, "timestamp", true);

@@ -680,7 +680,7 @@ async fn post_expecting_quarantine(
 #[tokio::test]
 async fn sparkpost_sms_status_has_no_email_recipient_and_is_quarantined() {
     post_expecting_quarantine(
-        "sparkpost/sms_status.json",
+        "sparkpost/set_aside/sms_status.json",
         0,
         &[(
             0,
@@ -695,7 +695,7 @@ async fn sparkpost_sms_status_has_no_email_recipient_and_is_quarantined() {
 #[tokio::test]
 async fn sparkpost_ab_test_completed_has_no_recipient_and_is_quarantined() {
     post_expecting_quarantine(
-        "sparkpost/ab_test_completed.json",
+        "sparkpost/set_aside/ab_test_completed.json",
         0,
         &[(
             0,
@@ -710,7 +710,7 @@ async fn sparkpost_ab_test_completed_has_no_recipient_and_is_quarantined() {
 #[tokio::test]
 async fn sparkpost_ab_test_cancelled_has_no_recipient_and_is_quarantined() {
     post_expecting_quarantine(
-        "sparkpost/ab_test_cancelled.json",
+        "sparkpost/set_aside/ab_test_cancelled.json",
         0,
         &[(
             0,
@@ -739,7 +739,7 @@ async fn sparkpost_ping_is_answered_and_stores_nothing() {
     // The validate call's documented "Sample Batch"; also a bare wrapper and an empty
     // batch.
     let app = spawn_app().await;
-    assert_ping(&app, read_fixture("sparkpost/ping.json")).await;
+    assert_ping(&app, read_fixture("sparkpost/set_aside/ping.json")).await;
     assert_ping(&app, br#"{"msys": {}}"#.to_vec()).await;
     assert_ping(&app, b"[]".to_vec()).await;
     assert_ping(&app, br#"[{"msys":{}},{"msys":{}}]"#.to_vec()).await;
@@ -809,7 +809,7 @@ async fn sparkpost_samples_batch_stores_every_distinct_event() {
         relay_error("relay_permfail"),
     );
     let (app, report) = post_expecting_quarantine(
-        "sparkpost/batch.json",
+        "sparkpost/set_aside/batch.json",
         15,
         &[
             (
@@ -1129,7 +1129,7 @@ async fn sparkpost_samples_batch_stores_every_distinct_event() {
         ),
     ];
     let elements: Vec<Value> =
-        serde_json::from_slice(&read_fixture("sparkpost/batch.json")).unwrap();
+        serde_json::from_slice(&read_fixture("sparkpost/set_aside/batch.json")).unwrap();
     let ids = report["event_ids"].as_array().expect("event_ids");
     assert_eq!(ids.len(), expected.len(), "{report}");
     for (id, (index, expected)) in ids.iter().zip(&expected) {
@@ -1141,7 +1141,9 @@ async fn sparkpost_samples_batch_stores_every_distinct_event() {
     }
 
     // SparkPost retries a batch until it gets a 200: the retry adds nothing.
-    let (status, again) = app.post_fixture("sparkpost", "sparkpost/batch.json").await;
+    let (status, again) = app
+        .post_fixture("sparkpost", "sparkpost/set_aside/batch.json")
+        .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["accepted"], 0, "{again}");
     assert_eq!(again["duplicates"], 15, "{again}");
@@ -1774,7 +1776,7 @@ async fn sparkpost_basic_auth_and_bearer_tokens_are_accepted() {
             .client
             .post(app.url(&format!("/webhooks/{source}")))
             .header("content-type", "application/json")
-            .body(read_fixture("sparkpost/ping.json"));
+            .body(read_fixture("sparkpost/set_aside/ping.json"));
         if let Some(value) = authorization {
             request = request.header("authorization", value);
         }
