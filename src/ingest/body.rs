@@ -37,6 +37,9 @@ pub enum BodyError {
     /// JSON, but a string or number rather than an event or a list of events.
     #[error("expected a JSON object or array of objects, found {0}")]
     UnexpectedType(JsonType),
+    /// A form-encoded body without the field that carries the events.
+    #[error("the form has no `{0}` field")]
+    MissingFormField(&'static str),
 }
 
 impl BodyError {
@@ -48,6 +51,7 @@ impl BodyError {
             BodyError::Malformed { .. } => "malformed_json",
             BodyError::UnexpectedType(_) => "unexpected_json_type",
             BodyError::TooDeep => "json_too_deep",
+            BodyError::MissingFormField(_) => "missing_form_field",
         }
     }
 }

@@ -173,6 +173,19 @@ fn by_enhanced(enhanced: &str, text: Option<&str>) -> Option<Reason> {
     }
 }
 
+/// Drops the type of a DSN diagnostic (`smtp; 550 ...`, `X-Postfix; unknown user`), which
+/// several providers pass along as they got it.
+pub fn strip_diagnostic_type(text: &str) -> &str {
+    match text.split_once(';') {
+        Some((kind, rest))
+            if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            rest.trim()
+        }
+        _ => text.trim(),
+    }
+}
+
 /// Returns the bounce class a reply implies when the provider does not say: an address
 /// that does not exist is hard, a temporary failure is soft, anything else undetermined.
 pub fn class_from_reply(reply: &Reply, reason: Option<Reason>) -> BounceClass {
@@ -256,6 +269,22 @@ mod tests {
             Some(Reason::TimedOut)
         );
         assert_eq!(classify(&Reply::default(), None), None);
+    }
+
+    #[test]
+    fn diagnostic_types_are_dropped() {
+        assert_eq!(
+            strip_diagnostic_type("smtp; 550 5.1.1 <jane@example.com>... User"),
+            "550 5.1.1 <jane@example.com>... User"
+        );
+        assert_eq!(
+            strip_diagnostic_type("X-Postfix; unknown user"),
+            "unknown user"
+        );
+        assert_eq!(
+            strip_diagnostic_type("550 no; such user"),
+            "550 no; such user"
+        );
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn normalize_ses(
                 .text("status")
                 .and_then(|status| smtp::enhanced_code(&status));
             if let Some(diagnostic) = details.text("diagnosticCode") {
-                let text = strip_diagnostic_type(&diagnostic);
+                let text = smtp::strip_diagnostic_type(&diagnostic);
                 reply.complete_from_text(text);
                 event.smtp_response = Some(clip(text, MAX_FIELD_CHARS).to_owned());
             }
@@ -545,38 +545,10 @@ fn recipient_details<'a>(detail: &mut Fields<'a>, key: &str) -> Vec<Fields<'a>> 
         .collect()
 }
 
-/// Drops a DSN diagnostic's type (`smtp; 550 ...`, `X-Postfix; unknown user`).
-fn strip_diagnostic_type(text: &str) -> &str {
-    match text.split_once(';') {
-        Some((kind, rest))
-            if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-        {
-            rest.trim()
-        }
-        _ => text.trim(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn diagnostic_types_are_dropped() {
-        assert_eq!(
-            strip_diagnostic_type("smtp; 550 5.1.1 <jane@example.com>... User"),
-            "550 5.1.1 <jane@example.com>... User"
-        );
-        assert_eq!(
-            strip_diagnostic_type("X-Postfix; unknown user"),
-            "unknown user"
-        );
-        assert_eq!(
-            strip_diagnostic_type("550 no; such user"),
-            "550 no; such user"
-        );
-    }
 
     #[test]
     fn subscription_changes() {
