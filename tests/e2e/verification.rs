@@ -359,3 +359,440 @@ async fn sendgrid_bad_public_key_stops_startup_with_its_name() {
         "{error}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Amazon SES through SNS: RSA signatures with SNS's certificate, SHA1 (v1) or SHA256 (v2).
+
+fn ses_bounce_message() -> String {
+    String::from_utf8(read_fixture(
+        "amazon_ses/notification_bounce_permanent_dsn.json",
+    ))
+    .unwrap()
+}
+
+async fn post_sns(app: &TestApp, path: &str, envelope: &Value) -> (u16, Value) {
+    post_with_headers(
+        app,
+        path,
+        "text/plain; charset=UTF-8",
+        &[(
+            "x-amz-sns-message-type",
+            envelope["Type"].as_str().unwrap_or("").to_owned(),
+        )],
+        envelope.to_string().into_bytes(),
+    )
+    .await
+}
+
+async fn ses_app() -> TestApp {
+    let app = spawn_app_with(|_| {}).await;
+    app.trust_test_sns_certificate();
+    app
+}
+
+#[tokio::test]
+async fn sns_signature_versions_1_and_2_are_stored() {
+    let app = ses_app().await;
+    let signer = signing::sns();
+    let v1 = signer.notification(&ses_bounce_message(), "msg-v1");
+    let (status, report) = post_sns(&app, "amazon_ses", &v1).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
+    let mut v2 = v1.clone();
+    v2["MessageId"] = "msg-v2".into();
+    v2["Subject"] = "Amazon SES Email Event Notification".into();
+    signer.sign(&mut v2, 2);
+    let (status, report) = post_sns(&app, "amazon_ses", &v2).await;
+    assert_eq!(status, 200, "{report}");
+    // Another SNS message of the same bounce: SES sent it twice, SNS ids differ.
+    assert_eq!(report["accepted"], 1, "{report}");
+}
+
+#[tokio::test]
+async fn sns_tampered_message_is_401_bad_signature() {
+    let app = ses_app().await;
+    let mut envelope = signing::sns().notification(&ses_bounce_message(), "msg-tampered");
+    envelope["Message"] = ses_bounce_message()
+        .replace("jane@example.com", "victim@example.com")
+        .into();
+    let answer = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn sns_signature_of_another_key_is_401_bad_signature() {
+    let app = spawn_app_with(|_| {}).await;
+    // The certificate at the URL is not the one the message was signed with.
+    let other = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["sns.amazonaws.com".to_owned()])
+        .unwrap()
+        .self_signed(&other)
+        .unwrap();
+    app.certificates
+        .insert(signing::SNS_CERT_URL, certificate.pem().as_bytes())
+        .unwrap();
+    let envelope = signing::sns().notification(&ses_bounce_message(), "msg-other-key");
+    let answer = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn sns_certificate_outside_sns_hosts_is_401_untrusted_certificate() {
+    let app = ses_app().await;
+    for url in [
+        "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.us-east-1.amazonaws.com.attacker.example/SimpleNotificationService-x.pem",
+        "https://attacker.example/SimpleNotificationService-x.pem",
+    ] {
+        let mut envelope = signing::sns().notification(&ses_bounce_message(), "msg-url");
+        envelope["SigningCertURL"] = url.into();
+        let answer = post_sns(&app, "amazon_ses", &envelope).await;
+        assert_refused(&app, answer, "untrusted_certificate").await;
+    }
+}
+
+#[tokio::test]
+async fn sns_without_signature_is_401_missing_signature() {
+    let app = ses_app().await;
+    let mut envelope = signing::sns().notification(&ses_bounce_message(), "msg-unsigned");
+    envelope.as_object_mut().unwrap().remove("Signature");
+    let answer = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_refused(&app, answer, "missing_signature").await;
+    // A bare SES message (raw delivery) cannot be verified either.
+    let answer = post_with_headers(
+        &app,
+        "amazon_ses",
+        "text/plain",
+        &[],
+        ses_bounce_message().into_bytes(),
+    )
+    .await;
+    assert_refused(&app, answer, "missing_signature").await;
+}
+
+#[tokio::test]
+async fn sns_retry_with_its_original_timestamp_is_accepted_once() {
+    // SNS retries with the original message and signature, so an old `Timestamp` is not
+    // refused; the repeated MessageId makes the retry a duplicate.
+    let app = ses_app().await;
+    let mut envelope = signing::sns().notification(&ses_bounce_message(), "msg-old");
+    envelope["Timestamp"] = "2012-05-02T00:54:06.655Z".into();
+    signing::sns().sign(&mut envelope, 1);
+    let (status, first) = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_eq!(
+        (status, &first["accepted"]),
+        (200, &Value::from(1)),
+        "{first}"
+    );
+    let (status, again) = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicates"], 1, "{again}");
+}
+
+#[tokio::test]
+async fn sns_topics_outside_the_allow_list_are_401_topic_not_allowed() {
+    let app = spawn_app_with(|config| {
+        config.sources.insert(
+            "ses".into(),
+            SourceConfig {
+                topic_arns: vec!["arn:aws:sns:eu-west-1:123456789012:other".into()],
+                ..SourceConfig::new("amazon_ses")
+            },
+        );
+    })
+    .await;
+    app.trust_test_sns_certificate();
+    let envelope = signing::sns().notification(&ses_bounce_message(), "msg-topic");
+    let answer = post_sns(&app, "ses", &envelope).await;
+    assert_refused(&app, answer, "topic_not_allowed").await;
+}
+
+/// The subscriptions `GET /api/sources` shows for `source`.
+async fn subscriptions(app: &TestApp, source: &str) -> Vec<Value> {
+    let (status, body) = app.get("/api/sources").await;
+    assert_eq!(status, 200, "{body}");
+    body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == source)
+        .and_then(|s| s.get("subscriptions"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn confirmation(subscribe_url: &str) -> Value {
+    let mut envelope: Value = serde_json::from_slice(&read_fixture(
+        "amazon_ses/set_aside/sns_subscription_confirmation.json",
+    ))
+    .unwrap();
+    envelope["SubscribeURL"] = subscribe_url.into();
+    signing::sns().sign(&mut envelope, 1);
+    envelope
+}
+
+#[tokio::test]
+async fn sns_subscription_is_confirmed_only_at_an_sns_url_and_shown_in_sources() {
+    let app = ses_app().await;
+    // Validly signed, but the URL is not SNS's: it is recorded, never called.
+    let envelope = confirmation("https://attacker.example/confirm?Token=x");
+    let (status, answer) = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["subscription"]["status"], "confirming", "{answer}");
+    let failed = crate::helpers::eventually("the refused confirmation", || async {
+        subscriptions(&app, "amazon_ses")
+            .await
+            .into_iter()
+            .find(|s| s["status"] == "failed")
+    })
+    .await;
+    assert_eq!(
+        failed["subscribe_url"],
+        "https://attacker.example/confirm?Token=x"
+    );
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("refusing to call"),
+        "{failed}"
+    );
+    assert!(
+        app.events("").await.is_empty(),
+        "a confirmation is not an event"
+    );
+}
+
+#[tokio::test]
+async fn sns_subscription_with_a_bad_signature_is_refused_and_not_recorded() {
+    let app = ses_app().await;
+    let mut envelope = confirmation(
+        "https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription&Token=forged",
+    );
+    envelope["Token"] = "changed".into();
+    let answer = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_refused(&app, answer, "bad_signature").await;
+    assert!(subscriptions(&app, "amazon_ses").await.is_empty());
+}
+
+#[tokio::test]
+async fn sns_unsubscribe_confirmation_marks_the_topic_unsubscribed() {
+    let app = ses_app().await;
+    let mut envelope: Value = serde_json::from_slice(&read_fixture(
+        "amazon_ses/set_aside/sns_unsubscribe_confirmation.json",
+    ))
+    .unwrap();
+    signing::sns().sign(&mut envelope, 2);
+    let (status, answer) = post_sns(&app, "amazon_ses", &envelope).await;
+    assert_eq!(status, 200, "{answer}");
+    let list = subscriptions(&app, "amazon_ses").await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["status"], "unsubscribed");
+    assert_eq!(list[0]["topic_arn"], envelope["TopicArn"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Mandrill: HMAC-SHA1 over the registered URL and the sorted form fields.
+
+const MANDRILL_KEY: &str = "mandrill-webhook-key";
+const MANDRILL_URL: &str = "https://mail.example.com/webhooks/mandrill";
+
+async fn mandrill_app() -> TestApp {
+    spawn_app_with(|config| {
+        config.sources.insert(
+            "mandrill".into(),
+            SourceConfig {
+                webhook_key: Some(Secret::new(MANDRILL_KEY)),
+                url: Some(MANDRILL_URL.into()),
+                ..SourceConfig::new("mandrill")
+            },
+        );
+    })
+    .await
+}
+
+fn mandrill_events() -> String {
+    String::from_utf8(read_fixture("mandrill/hard_bounce.json")).unwrap()
+}
+
+async fn post_mandrill(app: &TestApp, events: &str, signature: Option<String>) -> (u16, Value) {
+    let headers: Vec<(&str, String)> = signature
+        .map(|s| vec![("x-mandrill-signature", s)])
+        .unwrap_or_default();
+    post_with_headers(
+        app,
+        "mandrill",
+        "application/x-www-form-urlencoded",
+        &headers,
+        signing::mandrill_form(events).into_bytes(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn mandrill_valid_signature_is_stored() {
+    let app = mandrill_app().await;
+    let events = mandrill_events();
+    let signature =
+        signing::mandrill_signature(MANDRILL_KEY, MANDRILL_URL, &[("mandrill_events", &events)]);
+    let (status, report) = post_mandrill(&app, &events, Some(signature)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
+}
+
+#[tokio::test]
+async fn mandrill_tampered_events_are_401_bad_signature() {
+    let app = mandrill_app().await;
+    let events = mandrill_events();
+    let signature =
+        signing::mandrill_signature(MANDRILL_KEY, MANDRILL_URL, &[("mandrill_events", &events)]);
+    let tampered = events.replace("hard_bounce", "soft_bounce");
+    let answer = post_mandrill(&app, &tampered, Some(signature)).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn mandrill_wrong_key_or_url_is_401_bad_signature() {
+    let app = mandrill_app().await;
+    let events = mandrill_events();
+    for (key, url) in [
+        ("another-key", MANDRILL_URL),
+        (MANDRILL_KEY, "https://mail.example.com/webhooks/mandrill/"),
+    ] {
+        let signature = signing::mandrill_signature(key, url, &[("mandrill_events", &events)]);
+        let answer = post_mandrill(&app, &events, Some(signature)).await;
+        assert_refused(&app, answer, "bad_signature").await;
+    }
+}
+
+#[tokio::test]
+async fn mandrill_missing_signature_is_401_missing_signature() {
+    let app = mandrill_app().await;
+    let answer = post_mandrill(&app, &mandrill_events(), None).await;
+    assert_refused(&app, answer, "missing_signature").await;
+}
+
+#[tokio::test]
+async fn mandrill_key_without_url_stops_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::helpers::test_config(dir.path());
+    config.sources.insert(
+        "mandrill".into(),
+        SourceConfig {
+            webhook_key: Some(Secret::new(MANDRILL_KEY)),
+            ..SourceConfig::new("mandrill")
+        },
+    );
+    let error = match mailwarden::Application::build(config).await {
+        Ok(_) => panic!("a key without the URL cannot verify anything"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("`url`"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Resend: Svix signatures over id, timestamp and body.
+
+const SVIX_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn resend_app() -> TestApp {
+    spawn_app_with(|config| {
+        config.sources.insert(
+            "resend".into(),
+            SourceConfig {
+                signing_secret: Some(Secret::new(SVIX_SECRET)),
+                ..SourceConfig::new("resend")
+            },
+        );
+    })
+    .await
+}
+
+async fn post_resend(app: &TestApp, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
+    post_with_headers(app, "resend", "application/json", headers, body).await
+}
+
+fn svix_headers(secret: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+    let id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    let timestamp = timestamp.to_string();
+    vec![
+        ("svix-id", id.to_owned()),
+        ("svix-timestamp", timestamp.clone()),
+        (
+            "svix-signature",
+            signing::svix_signature(secret, id, &timestamp, body),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn resend_valid_signature_is_stored_with_either_header_family() {
+    let app = resend_app().await;
+    let body = read_fixture("resend/email_bounced.json");
+    let (status, report) = post_resend(&app, &svix_headers(SVIX_SECRET, now(), &body), body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
+    // The unbranded Standard Webhooks names are the same scheme.
+    let body = read_fixture("resend/email_delivered.json");
+    let headers: Vec<(&str, String)> = svix_headers(SVIX_SECRET, now(), &body)
+        .into_iter()
+        .map(|(name, value)| {
+            let unbranded = match name {
+                "svix-id" => "webhook-id",
+                "svix-timestamp" => "webhook-timestamp",
+                _ => "webhook-signature",
+            };
+            (unbranded, value)
+        })
+        .collect();
+    let (status, report) = post_resend(&app, &headers, body).await;
+    assert_eq!(status, 200, "{report}");
+}
+
+#[tokio::test]
+async fn resend_tampered_body_is_401_bad_signature() {
+    let app = resend_app().await;
+    let body = read_fixture("resend/email_bounced.json");
+    let headers = svix_headers(SVIX_SECRET, now(), &body);
+    let mut tampered = body.clone();
+    tampered.push(b' ');
+    let answer = post_resend(&app, &headers, tampered).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn resend_wrong_secret_is_401_bad_signature() {
+    let app = resend_app().await;
+    let body = read_fixture("resend/email_bounced.json");
+    let headers = svix_headers("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", now(), &body);
+    let answer = post_resend(&app, &headers, body).await;
+    assert_refused(&app, answer, "bad_signature").await;
+}
+
+#[tokio::test]
+async fn resend_stale_timestamp_is_401_stale_timestamp() {
+    let app = resend_app().await;
+    let body = read_fixture("resend/email_bounced.json");
+    let headers = svix_headers(SVIX_SECRET, now() - 600, &body);
+    let answer = post_resend(&app, &headers, body).await;
+    assert_refused(&app, answer, "stale_timestamp").await;
+}
+
+#[tokio::test]
+async fn resend_missing_signature_is_401_missing_signature() {
+    let app = resend_app().await;
+    let answer = post_resend(&app, &[], read_fixture("resend/email_bounced.json")).await;
+    assert_refused(&app, answer, "missing_signature").await;
+}
+
+#[tokio::test]
+async fn resend_body_with_a_byte_order_mark_is_verified_as_sent() {
+    // The signature covers the raw bytes, BOM included; the BOM is dropped only to read it.
+    let app = resend_app().await;
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(&read_fixture("resend/email_opened.json"));
+    let (status, report) = post_resend(&app, &svix_headers(SVIX_SECRET, now(), &body), body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 1, "{report}");
+}

@@ -14,6 +14,7 @@
 //! - `open`, `click` (`ip`, `user_agent`, `url` at the event level), `spam` → complaint,
 //!   `unsub` → unsubscribe, `reject` → dropped (Mandrill refused to send; reason from
 //!   `msg.reject.reason` when present).
+//!
 //! Sync events (`type` blacklist/denylist or whitelist/allowlist, `action`) are list
 //! maintenance, not message events: kept as `other` with the address from `reject.email`
 //! or `entry.email`. `inbound` messages (inbound routes) are `other` too.

@@ -13,6 +13,7 @@
 //! - `email.complained` → complaint, `email.opened`, `email.clicked` (`data.click`),
 //!   `email.failed` → failed (`failed.reason` in metadata), `email.suppressed` → dropped
 //!   (previous bounce → bounced, previous complaint → spam), `email.received` → other.
+//!
 //! Contact events (`contact.*`) are stored as `other` for `data.email`. Domain events have
 //! no recipient and are set aside in quarantine saying so (deselect them in Resend).
 //!
