@@ -10,7 +10,10 @@
 //!
 //! `timestamp` is Colombian local time (UTC-5, no daylight saving) without an offset; it is
 //! converted with the source's zone (default `America/Bogota`) and marked `assumed_tz`.
-//! `relid`, `contactId` and `campid` arrive as numbers or strings and are kept as strings.
+//! `relid`, `contactId` and `campid` arrive as numbers or strings and are kept as strings;
+//! `contactId` is also spelled `contactid` and is kept under one name. The marketing `sent`
+//! webhook carries status `Entregado` and the time the recipient's server accepted the
+//! message: it is stored as `delivered`.
 
 use super::{Element, ElementError, MAX_FIELD_CHARS, Provider, emit, recipients, set_time};
 use crate::event::{BounceClass, Event, EventKind, Reason};
@@ -21,8 +24,13 @@ use serde_json::Value;
 /// The Opptima adapter.
 pub struct Opptima;
 
-/// Identifiers that arrive as numbers or strings; kept in metadata as strings.
-const ID_FIELDS: [&str; 3] = ["relid", "contactId", "campid"];
+/// Identifiers that arrive as numbers or strings, under one name or another; kept in
+/// metadata as strings under the first name.
+const ID_FIELDS: [&[&str]; 3] = [
+    &["relid", "relId"],
+    &["contactId", "contactid"],
+    &["campid"],
+];
 
 impl Provider for Opptima {
     fn name(&self) -> &'static str {
@@ -39,7 +47,15 @@ impl Provider for Opptima {
             .text("event")
             .ok_or(ElementError::MissingEventName("event"))?;
         let family = fields.text("type");
-        let kind = kind_of(&name);
+        let status = fields.text("status");
+        let kind = match kind_of(&name) {
+            // The marketing `sent` webhook reports the receiving server's acceptance, with
+            // status "Entregado" and the time of acceptance: a delivery.
+            EventKind::Sent if status.as_deref().is_some_and(is_delivered_status) => {
+                EventKind::Delivered
+            }
+            kind => kind,
+        };
         let recipients = recipients(&mut fields, &["to", "email"])?;
         let first = recipients[0].clone();
         let mut event = element.event(&name, kind, first, &fields);
@@ -62,7 +78,6 @@ impl Provider for Opptima {
         }
         event.user_agent = fields.text_of(&["user_agent", "userAgent"]);
 
-        let status = fields.text("status");
         let response_text = response_text(&mut fields, &mut event);
         let mut reply = Reply::default();
         if let Some(text) = &response_text {
@@ -106,9 +121,11 @@ impl Provider for Opptima {
                 .metadata
                 .insert("type".to_owned(), Value::String(family));
         }
-        for key in ID_FIELDS {
-            if let Some(id) = fields.text(key) {
-                event.metadata.insert(key.to_owned(), Value::String(id));
+        for names in ID_FIELDS {
+            if let Some(id) = fields.text_of(names) {
+                event
+                    .metadata
+                    .insert(names[0].to_owned(), Value::String(id));
             }
         }
         fields.rest_into(&mut event.metadata);
@@ -157,6 +174,12 @@ fn kind_of(name: &str) -> EventKind {
         "autoreply" | "auto_reply" => EventKind::Autoreply,
         _ => EventKind::Other,
     }
+}
+
+/// Returns whether a status text says the message was delivered.
+fn is_delivered_status(status: &str) -> bool {
+    let lower = status.trim().to_lowercase();
+    lower == "entregado" || lower == "delivered"
 }
 
 /// Reads the bounce type from the Spanish (or English) status text.

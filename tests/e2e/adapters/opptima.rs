@@ -155,6 +155,29 @@ async fn opptima_marketing_open_with_numeric_ids() {
 }
 
 #[tokio::test]
+async fn opptima_marketing_sent_with_status_entregado_is_a_delivery() {
+    // Issue 11, found when tried: the marketing `sent` webhook says "Entregado" and carries
+    // the time the receiving server accepted the message. `contactid` (lower case) is kept
+    // under the same name as `contactId`.
+    assert_fixture(
+        "opptima/marketing_sent.json",
+        &[Expected {
+            subject: Some("Test campaign subject"),
+            campaign: Some("Test campaign name"),
+            metadata: json!({
+                "type": "Email marketing",
+                "status": "Entregado",
+                "campid": "12345",
+                "relid": "124",
+                "contactId": "112528991"
+            }),
+            ..opptima("sent", "delivered", "2020-10-02T20:01:44Z")
+        }],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn opptima_marketing_spam() {
     assert_fixture(
         "opptima/marketing_spam.json",
