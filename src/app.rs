@@ -16,7 +16,7 @@ use crate::actions::{Executor, Worker};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::Ingestor;
-use crate::ingest::providers::script::ScriptProviders;
+use crate::ingest::providers::script::{ScriptProviders, Watcher};
 use crate::ingest::sources::{SourceContext, Sources};
 use crate::ingest::verify::Token;
 use crate::ingest::verify::sns::Certificates;
@@ -31,6 +31,7 @@ pub struct Application {
     state: AppState,
     runner: Runner,
     executor: Arc<Executor>,
+    watcher: Watcher,
 }
 
 impl Application {
@@ -47,10 +48,17 @@ impl Application {
             Duration::from_secs(config.rules.reload_interval_secs),
         )
         .context("cannot start the rules runner")?;
-        let scripts = ScriptProviders::load(&config)?;
+        let scripts = Arc::new(ScriptProviders::load(&config)?);
         let context = SourceContext::default();
         let certificates = context.certificates.clone();
         let sources = Arc::new(Sources::build(&config, &scripts, context, Some(&store))?);
+        let watcher = scripts
+            .watch(
+                sources.clone(),
+                store.clone(),
+                Duration::from_secs(config.rules.reload_interval_secs),
+            )
+            .context("cannot watch the providers directory")?;
         let ingestor = Ingestor::new(store.clone(), sources).with_waker(runner.waker());
         let executor = Arc::new(Executor::new(store.clone(), &config)?);
         let listener = TcpListener::bind(config.listen)
@@ -73,6 +81,7 @@ impl Application {
             state,
             runner,
             executor,
+            watcher,
         })
     }
 
@@ -104,6 +113,7 @@ impl Application {
             state,
             runner,
             executor,
+            watcher,
         } = self;
         let worker = Worker::start(executor);
         let store = state.store.clone();
@@ -114,9 +124,12 @@ impl Application {
             .await
             .context("server failed")?;
         worker.stop().await;
-        tokio::task::spawn_blocking(move || runner.stop())
-            .await
-            .context("stopping the rules runner")?;
+        tokio::task::spawn_blocking(move || {
+            watcher.stop();
+            runner.stop();
+        })
+        .await
+        .context("stopping the rules runner")?;
         store.flush().await.context("final flush failed")?;
         tracing::info!("mailwarden stopped");
         Ok(())

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 use std::path::Path;
 
 use mailwarden::config::Config;
+use mailwarden::ingest::providers::script::ScriptProviders;
+use mailwarden::ingest::providers::script_cases;
+use mailwarden::ingest::sources::{SourceContext, Sources};
 use mailwarden::ingest::{IngestError, Ingestor};
 use mailwarden::rules::{Rules, replay, testing};
 use mailwarden::{Application, app, telemetry};
@@ -41,17 +44,25 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
     },
-    /// Compile every rule and report errors with file:line:column.
+    /// Compile every rule and user-defined provider, check every source's settings, and
+    /// report errors with file:line:column.
     Check {
         /// Rules directory (default ./rules).
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
+        /// User-defined providers directory (default ./providers).
+        #[arg(long, value_name = "DIR")]
+        providers: Option<PathBuf>,
     },
-    /// Run the rule test cases in <rules>/tests/<rule>.toml.
+    /// Run the rule test cases in <rules>/tests/<rule>.toml and the user-defined provider
+    /// cases in <providers>/tests/<provider>.toml.
     Test {
         /// Rules directory (default ./rules).
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
+        /// User-defined providers directory (default ./providers).
+        #[arg(long, value_name = "DIR")]
+        providers: Option<PathBuf>,
     },
     /// Show what one rule would do with the events of one provider body.
     Eval {
@@ -138,7 +149,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Suppressions(args) => {
             cli_suppressions::run(args, config.admin_token.as_ref().map(|t| t.expose())).await
         }
-        Command::Check { rules } => {
+        Command::Check { rules, providers } => {
+            if let Some(providers) = providers {
+                config.providers_dir = providers;
+            }
             let dir = rules.unwrap_or(config.rules_dir.clone());
             let engine = Rules::new(testing::limits(&config), &config.rules.vars);
             let (compiled, errors) = engine.load_dir(&dir);
@@ -163,19 +177,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 compiled.len(),
                 errors.len()
             ));
-            Ok(exit(errors.is_empty()))
+            let sources_ok = check_sources(&config);
+            Ok(exit(errors.is_empty() && sources_ok))
         }
-        Command::Test { rules } => {
+        Command::Test { rules, providers } => {
+            if let Some(providers) = providers {
+                config.providers_dir = providers;
+            }
             let dir = rules.unwrap_or(config.rules_dir.clone());
-            let results = testing::run_all(&config, &dir).await?;
-            let failed = results.iter().filter(|r| r.failure.is_some()).count();
-            for result in &results {
-                match &result.failure {
-                    None => say(&format!("PASS  {}: {}", result.rule, result.case)),
-                    Some(why) => say(&format!(
-                        "FAIL  {}: {}\n      {why}",
-                        result.rule, result.case
-                    )),
+            let mut results: Vec<(String, String, Option<String>)> =
+                testing::run_all(&config, &dir)
+                    .await?
+                    .into_iter()
+                    .map(|r| (r.rule, r.case, r.failure))
+                    .collect();
+            results.extend(
+                script_cases::run_all(&config)?
+                    .into_iter()
+                    .map(|r| (format!("provider {}", r.provider), r.case, r.failure)),
+            );
+            let failed = results.iter().filter(|r| r.2.is_some()).count();
+            for (subject, case, failure) in &results {
+                match failure {
+                    None => say(&format!("PASS  {subject}: {case}")),
+                    Some(why) => say(&format!("FAIL  {subject}: {case}\n      {why}")),
                 }
             }
             say(&format!(
@@ -225,6 +250,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await??;
             say(&serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Compiles the user-defined providers and builds every source as `serve` would, saying
+/// what each verifies with; returns whether all are fine.
+fn check_sources(config: &Config) -> bool {
+    let scripts = match ScriptProviders::load(config) {
+        Ok(scripts) => scripts,
+        Err(error) => {
+            say(&format!("error {error:#}"));
+            return false;
+        }
+    };
+    for name in scripts.names() {
+        say(&format!("ok    provider {name}"));
+    }
+    match Sources::build(config, &scripts, SourceContext::default(), None) {
+        Ok(sources) => {
+            for source in sources.all() {
+                let checks = source.methods();
+                let verification = if checks.is_empty() {
+                    "no verification (loopback only)".to_owned()
+                } else {
+                    format!("verified by {}", checks.join(" + "))
+                };
+                say(&format!(
+                    "ok    source {} ({}, {verification})",
+                    source.name,
+                    source.provider.name()
+                ));
+            }
+            true
+        }
+        Err(error) => {
+            say(&format!("error {error:#}"));
+            false
         }
     }
 }

@@ -72,16 +72,28 @@ pub struct History {
 
 thread_local! {
     static CURRENT: RefCell<Option<CallState>> = const { RefCell::new(None) };
+    /// The running script's deadline and name (rules and user-defined providers alike).
+    static RUNNING: RefCell<Option<(Instant, String)>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with `state` installed as the current evaluation, and returns the state.
 pub fn with_state<T>(state: CallState, f: impl FnOnce() -> T) -> (T, CallState) {
+    let (deadline, name) = (state.deadline, state.rule.clone());
     CURRENT.with(|cell| *cell.borrow_mut() = Some(state));
-    let result = f();
+    let result = with_deadline(deadline, &name, f);
     let state = CURRENT
         .with(|cell| cell.borrow_mut().take())
         .expect("state installed above");
     (result, state)
+}
+
+/// Runs `f` (a script run by an engine from [`sandbox`]) with a wall-clock `deadline`;
+/// `name` labels the script's `print` and `debug` lines.
+pub fn with_deadline<T>(deadline: Instant, name: &str, f: impl FnOnce() -> T) -> T {
+    RUNNING.with(|cell| *cell.borrow_mut() = Some((deadline, name.to_owned())));
+    let result = f();
+    RUNNING.with(|cell| cell.borrow_mut().take());
+    result
 }
 
 fn current<T>(f: impl FnOnce(&mut CallState) -> T) -> Result<T, Box<EvalAltResult>> {
@@ -128,6 +140,16 @@ fn text(value: &Dynamic) -> String {
 
 /// Builds the engine with its limits and every rule function.
 pub fn build(limits: &Limits) -> Engine {
+    let mut engine = sandbox(limits);
+    register_actions(&mut engine);
+    register_history(&mut engine);
+    register_time(&mut engine);
+    engine
+}
+
+/// Builds an engine with the sandbox and its limits only, for scripts that compute
+/// rather than act (user-defined providers). Run its scripts inside [`with_deadline`].
+pub fn sandbox(limits: &Limits) -> Engine {
     #[expect(
         clippy::disallowed_methods,
         reason = "this is the one place the engine is built"
@@ -151,25 +173,22 @@ pub fn build(limits: &Limits) -> Engine {
         if operations % 1024 != 0 {
             return None;
         }
-        CURRENT.with(|cell| {
+        RUNNING.with(|cell| {
             let expired = cell
                 .borrow()
                 .as_ref()
-                .is_some_and(|state| Instant::now() >= state.deadline);
+                .is_some_and(|(deadline, _)| Instant::now() >= *deadline);
             expired.then(|| Dynamic::from("wall-clock limit exceeded"))
         })
     });
     engine.on_print(log_line);
     engine.on_debug(|message, _, _| log_line(message));
-    register_actions(&mut engine);
-    register_history(&mut engine);
-    register_time(&mut engine);
     engine
 }
 
 fn log_line(message: &str) {
-    let rule = CURRENT
-        .with(|cell| cell.borrow().as_ref().map(|state| state.rule.clone()))
+    let rule = RUNNING
+        .with(|cell| cell.borrow().as_ref().map(|(_, name)| name.clone()))
         .unwrap_or_default();
     tracing::info!(target: "mailwarden::rules", rule = %rule, "{message}");
 }

@@ -327,7 +327,7 @@ impl Rules {
 }
 
 /// Describes a script failure in words a rule author can act on.
-fn describe_error(error: &rhai::EvalAltResult) -> String {
+pub(crate) fn describe_error(error: &rhai::EvalAltResult) -> String {
     use rhai::EvalAltResult as E;
     let text = match error {
         E::ErrorTerminated(reason, _) => format!("stopped: {reason}"),

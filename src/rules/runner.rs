@@ -204,12 +204,13 @@ impl RulesState {
     }
 }
 
-/// Modification time and length: what the watcher compares.
+/// Modification time and length: what the watchers compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp(Option<SystemTime>, u64);
+pub(crate) struct FileStamp(Option<SystemTime>, u64);
 
 impl FileStamp {
-    fn of(path: &Path) -> FileStamp {
+    /// Returns the stamp of `path` now.
+    pub(crate) fn of(path: &Path) -> FileStamp {
         match std::fs::metadata(path) {
             Ok(meta) => FileStamp(meta.modified().ok(), meta.len()),
             Err(_) => FileStamp(None, 0),

@@ -45,7 +45,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     app
 }
 
-/// A configuration for tests: ephemeral port, data and rules in `dir`, small cache.
+/// A configuration for tests: ephemeral port, data and rules in `dir`, the shipped
+/// providers.
 pub fn test_config(dir: &Path) -> Config {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).expect("rules directory");
@@ -53,6 +54,8 @@ pub fn test_config(dir: &Path) -> Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.join("data"),
         rules_dir: rules,
+        // The shipped user-defined providers (Postal), as `serve` finds them.
+        providers_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("providers"),
         ..Config::default()
     }
 }

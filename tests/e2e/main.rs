@@ -3,6 +3,7 @@
 
 mod actions;
 mod adapters;
+mod custom_providers;
 mod helpers;
 mod ingest;
 mod rules;

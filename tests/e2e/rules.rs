@@ -136,7 +136,7 @@ fn assert_position(text: &str, file: &str, line: usize) {
 }
 
 /// Runs the `mailwarden` binary in `dir` with a clean environment.
-async fn cli(dir: &Path, args: &[&str]) -> Output {
+pub async fn cli(dir: &Path, args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -153,11 +153,11 @@ async fn cli(dir: &Path, args: &[&str]) -> Output {
     .expect("command thread")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn describe(output: &Output) -> String {
+pub fn describe(output: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         output.status.code(),

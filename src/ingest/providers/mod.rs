@@ -20,6 +20,7 @@ mod opptima;
 mod postmark;
 mod resend;
 pub mod script;
+pub mod script_cases;
 mod sendgrid;
 mod sendpulse;
 mod sparkpost;
