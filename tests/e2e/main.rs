@@ -4,6 +4,7 @@
 mod actions;
 mod adapters;
 mod custom_providers;
+mod fuzz;
 mod helpers;
 mod ingest;
 mod rules;
