@@ -49,7 +49,9 @@ impl Application {
         )
         .context("cannot start the rules runner")?;
         let scripts = Arc::new(ScriptProviders::load(&config)?);
-        let context = SourceContext::default();
+        let context = SourceContext {
+            certificates: Arc::new(Certificates::persisted(store.clone())),
+        };
         let certificates = context.certificates.clone();
         let sources = Arc::new(Sources::build(&config, &scripts, context, Some(&store))?);
         let watcher = scripts

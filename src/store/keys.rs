@@ -24,6 +24,7 @@
 //! | `alert_throttle` | throttle key | throttle window JSON |
 //! | `suppressions` | bare address | suppression JSON |
 //! | `sources` | source name | source record JSON: last receive time, SNS subscriptions |
+//! | `certificates` | certificate URL | PEM signing certificate fetched from it |
 //! | `meta` | name | value |
 
 use crate::event::{EventId, EventKind};
@@ -56,6 +57,8 @@ pub const ALERT_THROTTLE: &str = "alert_throttle";
 pub const SUPPRESSIONS: &str = "suppressions";
 /// Per-source bookkeeping (see `sources::SourceRecord`).
 pub const SOURCES: &str = "sources";
+/// Signing certificates fetched for SNS verification.
+pub const CERTIFICATES: &str = "certificates";
 /// Store-wide settings such as the schema version.
 pub const META: &str = "meta";
 

@@ -90,6 +90,7 @@ pub(crate) struct Trees {
     pub(crate) alerts: sled::Tree,
     pub(crate) alert_throttle: sled::Tree,
     pub(crate) sources: sled::Tree,
+    pub(crate) certificates: sled::Tree,
 }
 
 /// Handle to the store; cheap to clone, shared by every part of the service.
@@ -144,6 +145,7 @@ impl Store {
             alerts: db.open_tree(keys::ALERTS)?,
             alert_throttle: db.open_tree(keys::ALERT_THROTTLE)?,
             sources: db.open_tree(keys::SOURCES)?,
+            certificates: db.open_tree(keys::CERTIFICATES)?,
         };
         // The newest event block ends at its first id plus its length.
         let mut last = match trees.events.last()? {

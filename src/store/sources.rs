@@ -1,5 +1,7 @@
 //! What the service remembers about each webhook source between restarts: when it last
-//! received a request, and the SNS subscriptions it was asked to confirm.
+//! received a request, the SNS subscriptions it was asked to confirm, and the SNS signing
+//! certificates it fetched (so that an outage of the certificate host after a restart
+//! does not stop verification).
 //!
 //! One small JSON record per source name, rewritten whenever it changes (at most about
 //! once a second for the receive time). It is bookkeeping for `GET /api/sources`, never
@@ -39,6 +41,22 @@ pub struct Subscription {
 }
 
 impl Store {
+    /// Returns every signing certificate kept (URL, PEM).
+    pub fn certificates(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut list = Vec::new();
+        for entry in self.trees().certificates.iter() {
+            let (url, pem) = entry?;
+            list.push((String::from_utf8_lossy(&url).into_owned(), pem.to_vec()));
+        }
+        Ok(list)
+    }
+
+    /// Keeps the signing certificate fetched from `url`.
+    pub fn put_certificate(&self, url: &str, pem: &[u8]) -> Result<(), StoreError> {
+        self.trees().certificates.insert(url.as_bytes(), pem)?;
+        Ok(())
+    }
+
     /// Returns the record of `source`, empty if it has none.
     pub fn source_record(&self, source: &str) -> Result<SourceRecord, StoreError> {
         match self.trees().sources.get(source.as_bytes())? {

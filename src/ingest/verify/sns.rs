@@ -196,12 +196,33 @@ pub struct Certificates {
     /// make the service fetch it for every request.
     failed: Mutex<HashMap<String, std::time::Instant>>,
     client: OnceLock<Result<reqwest::Client, String>>,
+    /// Where fetched certificates are kept across restarts.
+    store: Option<crate::store::Store>,
 }
 
 /// How long a failed certificate fetch is not tried again.
 const RETRY_FAILED_FETCH: Duration = Duration::from_secs(60);
 
 impl Certificates {
+    /// A cache that keeps what it fetches in `store`, starting with what `store` kept.
+    pub fn persisted(store: crate::store::Store) -> Certificates {
+        let certificates = Certificates {
+            store: Some(store.clone()),
+            ..Certificates::default()
+        };
+        match store.certificates() {
+            Ok(list) => {
+                for (url, pem) in list {
+                    if let Err(error) = certificates.insert(&url, &pem) {
+                        tracing::warn!(url, %error, "kept sns certificate unreadable; ignored");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read kept sns certificates"),
+        }
+        certificates
+    }
+
     /// The HTTPS client for SNS, built on first use.
     fn client(&self) -> Result<&reqwest::Client, String> {
         self.client
@@ -261,7 +282,14 @@ impl Certificates {
         }
         match result {
             Ok(pem) => match self.insert(url, &pem) {
-                Ok(()) => tracing::info!(url, "sns signing certificate cached"),
+                Ok(()) => {
+                    tracing::info!(url, "sns signing certificate cached");
+                    if let Some(store) = &self.store {
+                        if let Err(error) = store.put_certificate(url, &pem) {
+                            tracing::warn!(url, %error, "cannot keep the sns certificate");
+                        }
+                    }
+                }
                 Err(error) => tracing::warn!(url, %error, "sns signing certificate unreadable"),
             },
             Err(error) => tracing::warn!(url, %error, "cannot fetch sns signing certificate"),
@@ -456,6 +484,24 @@ mod tests {
             .is_ok()
         );
         assert!(check_subscribe_url("https://127.0.0.1/?Action=ConfirmSubscription").is_err());
+    }
+
+    #[test]
+    fn kept_certificates_are_loaded_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db"), &Default::default()).unwrap();
+        let certificate = rcgen::generate_simple_self_signed(vec!["sns.amazonaws.com".into()])
+            .unwrap()
+            .cert
+            .pem();
+        let url = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-k.pem";
+        store.put_certificate(url, certificate.as_bytes()).unwrap();
+        store
+            .put_certificate("https://x/y.pem", b"not a certificate")
+            .unwrap();
+        let certificates = Certificates::persisted(store);
+        assert!(certificates.get(url).is_some());
+        assert!(certificates.get("https://x/y.pem").is_none());
     }
 
     #[test]
