@@ -222,6 +222,100 @@ async fn shipped_hard_bounce_rule_suppresses_for_every_provider() {
 }
 
 #[tokio::test]
+async fn shipped_hard_bounce_rule_suppresses_a_hard_bounce_from_every_provider() {
+    // Issue 11, done when: the shipped rules suppress a hard bounce from any provider.
+    let app = spawn_with_shipped_rules().await;
+    // Documented samples, posted as each provider does; where the only documented bounce
+    // is not a hard one, the sample with one documented value changed.
+    let with = |fixture: &str, change: fn(&mut Value)| {
+        let mut body: Value = serde_json::from_slice(&read_fixture(fixture)).unwrap();
+        change(&mut body);
+        body.to_string()
+    };
+    let cases: Vec<(&str, Option<String>, &str, &str)> = vec![
+        ("sendgrid", None, "sendgrid/bounce.json", "alex@example.com"),
+        (
+            "mailgun",
+            None,
+            "mailgun/failed_permanent_bounce.json",
+            "badrecipient@sample.mailgun.com",
+        ),
+        (
+            "postmark",
+            None,
+            "postmark/bounce_hard.json",
+            "john@example.com",
+        ),
+        (
+            "amazon_ses",
+            None,
+            "amazon_ses/notification_bounce_permanent_dsn.json",
+            "jane@example.com",
+        ),
+        (
+            "brevo",
+            None,
+            "brevo/transactional_hard_bounce.json",
+            "example@domain.com",
+        ),
+        (
+            "mailjet",
+            None,
+            "mailjet/bounce_hard.json",
+            "bounce@mailjet.com",
+        ),
+        (
+            "mandrill",
+            None,
+            "mandrill/hard_bounce.json",
+            "example.webhook@mandrillapp.com",
+        ),
+        (
+            "sparkpost",
+            Some(with("sparkpost/bounce.json", |body| {
+                body[0]["msys"]["message_event"]["bounce_class"] = "10".into();
+            })),
+            "sparkpost/bounce.json",
+            "recipient@example.com",
+        ),
+        (
+            "resend",
+            Some(with("resend/email_bounced.json", |body| {
+                body["data"]["bounce"]["subType"] = "NoEmail".into();
+                body["data"]["bounce"]["message"] = "The email address doesn't exist.".into();
+            })),
+            "resend/email_bounced.json",
+            "delivered@resend.dev",
+        ),
+        (
+            "postal",
+            None,
+            "postal/message_delivery_failed.json",
+            "test@example.com",
+        ),
+    ];
+    for (source, changed, fixture, address) in cases {
+        let (status, report) = match changed {
+            Some(body) => app.post(source, body).await,
+            None => app.post_fixture(source, fixture).await,
+        };
+        assert_eq!(status, 200, "{fixture}: {report}");
+        let ids = report["event_ids"].as_array().expect("event_ids").clone();
+        assert_eq!(ids.len(), 1, "{fixture}: {report}");
+        let event = app.evaluated(ids[0].as_str().unwrap()).await;
+        assert_eq!(event["kind"], "bounce", "{fixture}: {event}");
+        assert_eq!(event["bounce_class"], "hard", "{fixture}: {event}");
+        let hard = outcome(&event, "hard_bounce")
+            .unwrap_or_else(|| panic!("{fixture}: hard_bounce did not match: {event}"));
+        assert_eq!(hard["actions"][0]["address"], address, "{fixture}: {hard}");
+        let entry = suppressed(&app, address).await;
+        assert_eq!(entry["rule"], "hard_bounce", "{fixture}: {entry}");
+        assert_eq!(entry["source"], source, "{fixture}: {entry}");
+    }
+    outbox_drained(&app).await;
+}
+
+#[tokio::test]
 async fn soft_bounces_suppress_at_three_within_seven_days_only() {
     let app = spawn_with_shipped_rules().await;
     let day = 86_400;

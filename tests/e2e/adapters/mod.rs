@@ -235,7 +235,9 @@ async fn every_good_fixture_is_accepted() {
     providers.push("postal".to_owned());
     for provider in providers {
         assert!(
-            fixtures.iter().any(|f| f.starts_with(&format!("{provider}/"))),
+            fixtures
+                .iter()
+                .any(|f| f.starts_with(&format!("{provider}/"))),
             "no {provider} fixtures in {fixtures:?}"
         );
     }
