@@ -336,17 +336,79 @@ async fn run_case(
 
 /// Guesses the provider of a body from its shape, for `mailwarden eval`.
 pub fn guess_source(body: &[u8]) -> Option<&'static str> {
+    if body.starts_with(b"mandrill_events=") {
+        return Some("mandrill");
+    }
     let value: Value = serde_json::from_slice(body).ok()?;
-    match &value {
-        Value::Array(_) => Some("sendpulse"),
-        Value::Object(map) if map.contains_key("webhookPayload") => Some("leadconnector"),
-        Value::Object(map) if map.contains_key("msgid") || map.contains_key("relid") => {
-            Some("opptima")
+    let first = match &value {
+        Value::Array(items) => items.first()?,
+        other => other,
+    };
+    let Value::Object(map) = first else {
+        return None;
+    };
+    let has = |key: &str| map.contains_key(key);
+    let text = |key: &str| map.get(key).and_then(Value::as_str);
+    Some(if has("webhookPayload") {
+        "leadconnector"
+    } else if has("event-data") {
+        "mailgun"
+    } else if has("msys") {
+        "sparkpost"
+    } else if has("sg_event_id") || has("sg_message_id") {
+        "sendgrid"
+    } else if has("mj_campaign_id") || has("Message_GUID") {
+        "mailjet"
+    } else if has("RecordType") || has("MessageID") || has("BouncedAt") {
+        "postmark"
+    } else if has("TopicArn") || has("notificationType") || has("eventType") {
+        "amazon_ses"
+    } else if has("msg") || (has("action") && (has("reject") || has("entry"))) {
+        "mandrill"
+    } else if text("type").is_some_and(|t| t.starts_with("email.") || t.starts_with("contact.")) {
+        "resend"
+    } else if has("ts_event") || has("message-id") || has("camp_id") {
+        "brevo"
+    } else if has("msgid")
+        || has("relid")
+        || matches!(text("type"), Some("SMTP" | "Email marketing"))
+    {
+        "opptima"
+    } else if value.is_array() {
+        "sendpulse"
+    } else {
+        return None;
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_of_a_documented_sample_is_guessed() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        for (fixture, provider) in [
+            ("sendgrid/bounce.json", "sendgrid"),
+            ("mailgun/delivered.json", "mailgun"),
+            ("postmark/bounce_hard.json", "postmark"),
+            ("postmark/delivery_marketing_page.json", "postmark"),
+            ("amazon_ses/event_click.json", "amazon_ses"),
+            ("amazon_ses/set_aside/sns_notification.json", "amazon_ses"),
+            ("brevo/transactional_hard_bounce.json", "brevo"),
+            ("mailjet/bounce_hard.json", "mailjet"),
+            ("mandrill/hard_bounce.json", "mandrill"),
+            ("mandrill/blacklist_add.json", "mandrill"),
+            ("sparkpost/bounce.json", "sparkpost"),
+            ("resend/email_bounced.json", "resend"),
+            ("opptima/smtp_bounce.json", "opptima"),
+            ("sendpulse/hard_bounces.json", "sendpulse"),
+            ("leadconnector/delivered.json", "leadconnector"),
+        ] {
+            let body = std::fs::read(root.join(fixture)).expect("fixture");
+            assert_eq!(guess_source(&body), Some(provider), "{fixture}");
         }
-        Value::Object(map) => match map.get("type").and_then(Value::as_str) {
-            Some("SMTP" | "Email marketing") => Some("opptima"),
-            _ => None,
-        },
-        _ => None,
+        assert_eq!(guess_source(b"mandrill_events=%5B%5D"), Some("mandrill"));
+        assert_eq!(guess_source(b"\"text\""), None);
     }
 }
