@@ -241,15 +241,7 @@ fn normalize_event_data(
     let first = recipients[0].clone();
     let mut event = if mapped.is_some() && kind == EventKind::Other {
         // Documented, just not about delivery: no "unknown event" warning or count.
-        Event::new(
-            &element.source.name,
-            element.source.provider.name(),
-            clip(&name, 200),
-            kind,
-            first,
-            element.received_at,
-            element.raw.to_owned(),
-        )
+        element.documented_event(&name, kind, first)
     } else {
         element.event(&name, kind, first, &payload)
     };
@@ -411,7 +403,7 @@ fn read_status(status: &mut Fields<'_>) -> (Reply, Option<String>) {
         .or(enhanced_in_code);
     let remote = status
         .text("message")
-        .map(|m| without_diagnostic_type(&m).to_owned())
+        .map(|m| smtp::strip_diagnostic_type(&m).to_owned())
         .filter(|m| !m.is_empty());
     let description = status.text("description");
     let text = remote.or(description);
@@ -419,19 +411,6 @@ fn read_status(status: &mut Fields<'_>) -> (Reply, Option<String>) {
         reply.complete_from_text(text);
     }
     (reply, text)
-}
-
-/// Drops the RFC 3464 diagnostic type Mailgun passes on with a delayed bounce's reply
-/// (`smtp; 550-5.1.1 ...`).
-fn without_diagnostic_type(text: &str) -> &str {
-    match text.split_once(';') {
-        Some((kind, rest))
-            if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-        {
-            rest.trim()
-        }
-        _ => text.trim(),
-    }
 }
 
 /// Copies an object field into metadata unless it is empty. Current payloads send an
@@ -807,18 +786,6 @@ mod tests {
         assert_eq!(
             reason_of("rejected", EventKind::Dropped, None, &none, Some("nope")),
             Some(Reason::Other)
-        );
-    }
-
-    #[test]
-    fn diagnostic_types_are_dropped() {
-        assert_eq!(
-            without_diagnostic_type("smtp; 550-5.1.1 The email account"),
-            "550-5.1.1 The email account"
-        );
-        assert_eq!(
-            without_diagnostic_type("Your IP is blacklisted; retry later"),
-            "Your IP is blacklisted; retry later"
         );
     }
 
