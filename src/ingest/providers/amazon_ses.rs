@@ -6,17 +6,26 @@
 //! whose `Message` is the SES JSON as a string. The signature is checked by
 //! `verify::sns` (on by default; `verify_signature = false` only for raw message
 //! delivery behind a token), with the optional `topic_arns` allow-list. A body that is not
-//! an envelope is read as a bare SES message (raw message delivery). A `Message` that is
-//! not JSON (SES's "Successfully validated SNS topic" test) yields no event.
+//! an envelope is read as a bare SES message (raw message delivery, which carries no
+//! signature: <https://docs.aws.amazon.com/sns/latest/dg/sns-large-payload-raw-message-delivery.html>).
+//! A `Message` that is plain text (an SNS console test, SES's "Successfully validated SNS
+//! topic for Amazon SES event publishing.") or a bare JSON scalar is a notice, not an
+//! event: nothing is stored. A `Message` that is a JSON array, or an envelope whose
+//! `Message` is not a string or whose `Type` SNS does not document, is quarantined.
 //!
 //! Two SES formats (<https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html>,
 //! <https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html>):
 //! classic notifications (`notificationType`: Bounce, Complaint, Delivery) and event
 //! publishing (`eventType`: Send, Reject, Delivery, Bounce, Complaint, Open, Click,
 //! DeliveryDelay, `Rendering Failure` (with a space), Subscription). One event per
-//! recipient: bounces per `bouncedRecipients` (each with its own status and diagnostic),
-//! complaints per `complainedRecipients`, deliveries per `delivery.recipients`, delays per
-//! `delayedRecipients`; the others per `mail.destination`.
+//! recipient: bounces per `bouncedRecipients` (each with its own status and diagnostic,
+//! `smtp;` stripped), complaints per `complainedRecipients`, deliveries per
+//! `delivery.recipients`, delays per `delayedRecipients`; the others per
+//! `mail.destination`. `mail.destination` lists every original recipient, not only those
+//! a bounce or complaint is about, so it never replaces a missing or unusable list: such a
+//! notification is quarantined. Open, Click and Subscription are one reader's action, but
+//! SES names only the message: with several destinations each gets the event, with a
+//! warning.
 //!
 //! Mapping:
 //! - Bounce: `bounceType` Permanent → hard, Transient → soft (SES has stopped retrying),
@@ -27,23 +36,27 @@
 //!   attempted (SES's suppression lists): dropped.
 //! - Complaint → complaint (spam); feedback type `not-spam` or `auth-failure` is no
 //!   complaint by the recipient: other; subtype OnAccountSuppressionList: dropped.
-//! - Delivery → delivered; Send → queued; Reject (virus) → dropped, blocked; Rendering
-//!   Failure → failed; DeliveryDelay → deferred (reason from `delayType`); Open, Click;
-//!   Subscription → unsubscribe when the recipient opted out (of all, or of a topic),
-//!   subscribe when a topic changed to opt-in.
+//! - Delivery → delivered; Send → queued; Reject (virus) → dropped, blocked, its `reason`
+//!   as the response; Rendering Failure → failed, its `errorMessage` as the response;
+//!   DeliveryDelay → deferred (reason from `delayType`); Open, Click (`linkTags` become
+//!   tags too); Subscription → unsubscribe when the recipient opted out (of all, or of a
+//!   topic), subscribe when a topic changed to opt-in.
 //!
-//! The SNS `MessageId` is the provider event id: SNS repeats it on every retry, and the
-//! dedup key adds kind and recipient, which tells apart the recipients of one
-//! notification. `mail.messageId` is the message id, `mail.source` the sender, custom
-//! `mail.tags` become `key=value` tags (`ses:*` tags go to metadata). Times are ISO 8601
-//! with a zone: exact. `raw` is the SES message, not the envelope.
+//! The fields the kind is decided from (`bounceType`, `bounceSubType`,
+//! `complaintFeedbackType`, `complaintSubType`, `delayType`, the topic preferences) stay in
+//! metadata under SES's names. The SNS `MessageId` is the provider event id: SNS repeats it
+//! on every retry, and the dedup key adds kind and recipient, which tells apart the
+//! recipients of one notification (raw deliveries carry it only in a header, so their
+//! events have none). `mail.messageId` is the message id, `mail.source` the sender, custom
+//! `mail.tags` become `key=value` tags (`ses:*` tags go to metadata as `ses_tags`). Times
+//! are ISO 8601 with a zone: exact. `raw` is the SES message, not the envelope.
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{
-    Control, Element, ElementError, MAX_FIELD_CHARS, Provider, emit, emit_each, recipients,
-    set_time,
+    Control, Element, ElementError, MAX_FIELD_CHARS, MAX_RECIPIENTS_PER_EVENT, Provider, emit,
+    emit_each, recipients, set_time,
 };
 use crate::config::SourceConfig;
 use crate::event::{BounceClass, EmailAddress, Event, EventKind, Reason};
@@ -111,22 +124,43 @@ impl Provider for AmazonSes {
             return normalize_ses(element, None, out);
         }
         let kind = envelope.text("Type").unwrap_or_default();
-        if kind != sns::NOTIFICATION {
+        match kind.as_str() {
+            sns::NOTIFICATION => {}
             // Confirmations are handled before the body is ingested; nothing to store.
-            return Ok(());
+            sns::SUBSCRIPTION_CONFIRMATION | sns::UNSUBSCRIBE_CONFIRMATION => return Ok(()),
+            other => {
+                return Err(ElementError::Malformed(format!(
+                    "unknown SNS message type `{}`",
+                    clip(other, 64)
+                )));
+            }
+        }
+        let message = envelope.raw("Message").map(JsonType::of);
+        if message != Some(JsonType::String) {
+            return Err(ElementError::Malformed(format!(
+                "the SNS `Message` is {}: SNS sends the SES notification as a JSON string",
+                message.unwrap_or(JsonType::Null)
+            )));
         }
         let text = envelope.text("Message").unwrap_or_default();
-        let Ok(inner) = RawValue::from_string(text.clone()) else {
-            tracing::info!(
-                source = %element.source.name,
-                message = %clip(&text, 120),
-                "sns notification without a JSON message; nothing stored"
-            );
-            return Ok(());
+        let inner = match RawValue::from_string(text.clone()) {
+            Ok(inner) if JsonType::of(&inner) == JsonType::Object => inner,
+            Ok(inner) if JsonType::of(&inner) == JsonType::Array => {
+                return Err(ElementError::Malformed(
+                    "the SNS `Message` is a JSON array, not an SES notification object".to_owned(),
+                ));
+            }
+            // Plain text (an SNS console test, SES's "Successfully validated SNS topic")
+            // or a bare JSON scalar: a notice to whoever reads the topic, not an event.
+            _ => {
+                tracing::info!(
+                    source = %element.source.name,
+                    message = %clip(&text, 120),
+                    "sns notification without an SES message; nothing stored"
+                );
+                return Ok(());
+            }
         };
-        if JsonType::of(&inner) != JsonType::Object {
-            return Ok(());
-        }
         let mut sns = Map::new();
         for (key, name) in [
             ("MessageId", "sns_message_id"),
@@ -157,58 +191,67 @@ fn normalize_ses(
     )?;
     let mut mail = fields.object("mail");
     let key = name.to_lowercase().replace(' ', "");
+    // The object that describes the event; Send's is always empty, unknown types have none.
     let detail_key = match key.as_str() {
-        "bounce" => "bounce",
-        "complaint" => "complaint",
-        "delivery" => "delivery",
-        "deliverydelay" => "deliveryDelay",
-        "reject" => "reject",
-        "open" => "open",
-        "click" => "click",
-        "renderingfailure" => "failure",
-        "subscription" => "subscription",
-        _ => "send",
+        "bounce" => Some("bounce"),
+        "complaint" => Some("complaint"),
+        "delivery" => Some("delivery"),
+        "deliverydelay" => Some("deliveryDelay"),
+        "send" => Some("send"),
+        "reject" => Some("reject"),
+        "open" => Some("open"),
+        "click" => Some("click"),
+        "renderingfailure" => Some("failure"),
+        "subscription" => Some("subscription"),
+        _ => None,
     };
-    let mut detail = fields.object(detail_key);
+    let mut detail = detail_key.and_then(|key| fields.object(key));
 
-    // Recipients: per-recipient objects where SES gives them, else the message's.
-    let per_recipient = match (key.as_str(), detail.as_mut()) {
-        ("bounce", Some(detail)) => recipient_details(detail, "bouncedRecipients"),
-        ("complaint", Some(detail)) => recipient_details(detail, "complainedRecipients"),
-        ("deliverydelay", Some(detail)) => recipient_details(detail, "delayedRecipients"),
-        _ => Vec::new(),
+    // Recipients: bounces, complaints and delays name the recipients they are about, each
+    // with details of its own; deliveries list theirs; everything else is about the
+    // message, so about all of `mail.destination`. `mail.destination` lists every original
+    // recipient, so it never stands in for a list SES did not send (it would bounce
+    // recipients that did not bounce).
+    let per_recipient = match key.as_str() {
+        "bounce" => Some(("bounce", "bouncedRecipients")),
+        "complaint" => Some(("complaint", "complainedRecipients")),
+        "deliverydelay" => Some(("deliveryDelay", "delayedRecipients")),
+        _ => None,
     };
-    let mut targets: Vec<Target<'_>> = Vec::new();
-    for mut recipient in per_recipient {
-        if let Some(text) = recipient.text("emailAddress") {
-            match EmailAddress::parse(&text) {
-                Ok(address) => targets.push(Target {
-                    address,
-                    details: Some(recipient),
-                }),
-                Err(error) => fields.warn(
-                    detail_key,
-                    format_args!("skipped recipient `{}`: {error}", clip(&text, 80)),
-                ),
+    let targets: Vec<Target<'_>> = if let Some((object, list)) = per_recipient {
+        recipient_targets(detail.as_mut(), object, list)?
+    } else {
+        let addresses = match (key.as_str(), detail.as_mut(), mail.as_mut()) {
+            ("delivery", Some(detail), _) => recipients(detail, &["recipients"])?,
+            ("delivery", None, _) => {
+                return Err(ElementError::NoRecipient(
+                    "no `delivery` object with `recipients`".to_owned(),
+                ));
             }
+            (_, _, Some(mail)) => recipients(mail, &["destination"])?,
+            (_, _, None) => {
+                return Err(ElementError::NoRecipient(
+                    "no `mail` object with `destination`".to_owned(),
+                ));
+            }
+        };
+        if matches!(key.as_str(), "open" | "click" | "subscription") && addresses.len() > 1 {
+            // SES reports the reader's action per message, not per recipient.
+            fields.warnings().push(format!(
+                "`mail.destination` lists {} recipients and SES does not say which one this \
+                 `{}` is from; stored for each",
+                addresses.len(),
+                clip(&name, 64)
+            ));
         }
-    }
-    if targets.is_empty() {
-        let list = match (key.as_str(), detail.as_mut(), mail.as_mut()) {
-            ("delivery", Some(detail), _) => recipients(detail, &["recipients"]),
-            (_, _, Some(mail)) => recipients(mail, &["destination"]),
-            _ => Err(ElementError::NoRecipient(
-                "no `mail.destination`".to_owned(),
-            )),
-        }?;
-        targets = list
+        addresses
             .into_iter()
             .map(|address| Target {
                 address,
                 details: None,
             })
-            .collect();
-    }
+            .collect()
+    };
 
     let meaning = meaning(&key, detail.as_mut());
     let first = targets[0].address.clone();
@@ -246,14 +289,12 @@ fn normalize_ses(
                 }
             }
             "open" | "click" => {
-                base.ip = detail.text("ipAddress");
-                base.user_agent = detail.text("userAgent");
-                base.click_url = detail
-                    .text("link")
-                    .map(|url| clip(&url, MAX_FIELD_CHARS).to_owned());
-                if let Some(raw) = detail.raw("linkTags") {
-                    base.tags.extend(flat_tags(raw, |_| true));
-                }
+                let bounded = |text: String| clip(&text, MAX_FIELD_CHARS).to_owned();
+                base.ip = detail.text("ipAddress").map(bounded);
+                base.user_agent = detail.text("userAgent").map(bounded);
+                base.click_url = detail.text("link").map(bounded);
+                let link_tags = flat_tags(detail, "linkTags", |_| true);
+                base.tags.extend(link_tags);
             }
             "reject" => {
                 base.smtp_response = detail
@@ -266,6 +307,10 @@ fn normalize_ses(
                     .map(|text| clip(&text, MAX_FIELD_CHARS).to_owned());
             }
             _ => {}
+        }
+        // Read to decide the kind; kept for rules and people, under SES's names.
+        for field in CLASSIFYING_FIELDS {
+            detail.copy_into(field, field, &mut base.metadata);
         }
         detail.rest_into(&mut base.metadata);
     }
@@ -286,9 +331,18 @@ fn normalize_ses(
         event.recipient = target.address;
         let mut reply = Reply::default();
         if let Some(mut details) = target.details {
-            reply.enhanced = details
-                .text("status")
-                .and_then(|status| smtp::enhanced_code(&status));
+            if let Some(status) = details.text("status") {
+                reply.enhanced = smtp::enhanced_code(&status);
+                if reply.enhanced.is_none() {
+                    details.warn(
+                        "status",
+                        format_args!(
+                            "`{}` is not an enhanced status code; ignored",
+                            clip(&status, 40)
+                        ),
+                    );
+                }
+            }
             if let Some(diagnostic) = details.text("diagnosticCode") {
                 let text = smtp::strip_diagnostic_type(&diagnostic);
                 reply.complete_from_text(text);
@@ -304,6 +358,17 @@ fn normalize_ses(
     emit_each(events, fields.warnings(), out);
     Ok(())
 }
+
+/// Fields the kind is decided from, which stay in metadata as well.
+const CLASSIFYING_FIELDS: [&str; 7] = [
+    "bounceType",
+    "bounceSubType",
+    "complaintFeedbackType",
+    "complaintSubType",
+    "delayType",
+    "newTopicPreferences",
+    "oldTopicPreferences",
+];
 
 /// One recipient of a notification, with SES's details about it where it gives them.
 struct Target<'a> {
@@ -344,7 +409,21 @@ fn meaning(key: &str, detail: Option<&mut Fields<'_>>) -> Meaning {
             let class = match bounce_type.as_str() {
                 "Permanent" => BounceClass::Hard,
                 "Transient" => BounceClass::Soft,
-                _ => BounceClass::Undetermined,
+                "Undetermined" => BounceClass::Undetermined,
+                other => {
+                    if let Some(detail) = detail.as_ref() {
+                        let problem = if other.is_empty() {
+                            "missing; class undetermined".to_owned()
+                        } else {
+                            format!(
+                                "`{}` is not a documented type; class undetermined",
+                                clip(other, 64)
+                            )
+                        };
+                        detail.warn("bounceType", problem);
+                    }
+                    BounceClass::Undetermined
+                }
             };
             let reason = match subtype.as_str() {
                 "NoEmail" => Some(Reason::Invalid),
@@ -400,10 +479,16 @@ fn meaning(key: &str, detail: Option<&mut Fields<'_>>) -> Meaning {
         }
         "subscription" => {
             let mut preferences = |name: &str| {
-                detail
-                    .as_mut()
-                    .and_then(|d| d.raw(name))
-                    .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                let detail = detail.as_mut()?;
+                let raw = detail.raw(name)?;
+                if JsonType::of(raw) != JsonType::Object {
+                    detail.warn(
+                        name,
+                        format_args!("expected an object, found {}; ignored", JsonType::of(raw)),
+                    );
+                    return None;
+                }
+                serde_json::from_str::<Value>(raw.get()).ok()
             };
             let (new, old) = (
                 preferences("newTopicPreferences"),
@@ -490,8 +575,8 @@ fn read_mail(mail: &mut Fields<'_>, event: &mut Event) {
             .map(|subject| clip(&subject, MAX_FIELD_CHARS).to_owned());
         headers.copy_into("messageId", "header_message_id", &mut event.metadata);
     }
+    event.tags = flat_tags(mail, "tags", |name| !name.starts_with("ses:"));
     if let Some(raw) = mail.raw("tags") {
-        event.tags = flat_tags(raw, |name| !name.starts_with("ses:"));
         let ses_tags: Map<String, Value> = serde_json::from_str::<Map<String, Value>>(raw.get())
             .unwrap_or_default()
             .into_iter()
@@ -509,40 +594,120 @@ fn read_mail(mail: &mut Fields<'_>, event: &mut Event) {
     mail.rest_into(&mut event.metadata);
 }
 
-/// Flattens an SES tag map (`{"name": ["value", ...]}`) into `name=value` tags, for the
-/// names `keep` accepts.
-fn flat_tags(raw: &RawValue, keep: impl Fn(&str) -> bool) -> Vec<String> {
-    let map: Map<String, Value> = serde_json::from_str(raw.get()).unwrap_or_default();
+/// Flattens the SES tag map in `key` (`{"name": ["value", ...]}`) into `name=value` tags,
+/// for the names `keep` accepts; other shapes are warned about and left in `raw`.
+fn flat_tags(fields: &mut Fields<'_>, key: &str, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let Some(raw) = fields.raw(key) else {
+        return Vec::new();
+    };
+    let Ok(map) = serde_json::from_str::<Map<String, Value>>(raw.get()) else {
+        fields.warn(
+            key,
+            format_args!(
+                "expected an object of tag lists, found {}; ignored",
+                JsonType::of(raw)
+            ),
+        );
+        return Vec::new();
+    };
     let mut tags = Vec::new();
-    for (name, values) in map {
-        if !keep(&name) {
+    let mut tag = |name: &str, value: &Value| {
+        let text = match value {
+            Value::String(text) => text.clone(),
+            Value::Number(_) | Value::Bool(_) => value.to_string(),
+            _ => return false,
+        };
+        tags.push(clip(&format!("{name}={text}"), MAX_FIELD_CHARS).to_owned());
+        true
+    };
+    for (name, values) in &map {
+        if !keep(name) {
             continue;
         }
-        match values {
-            Value::Array(items) => {
-                for item in items {
-                    if let Some(value) = item.as_str() {
-                        tags.push(format!("{name}={value}"));
-                    }
-                }
-            }
-            Value::String(value) => tags.push(format!("{name}={value}")),
-            _ => {}
+        let read = match values {
+            // Every item is tried: one bad value does not hide the good ones.
+            Value::Array(items) => items.iter().filter(|item| !tag(name, item)).count() == 0,
+            Value::Null => true,
+            other => tag(name, other),
+        };
+        if !read {
+            fields.warn(
+                key,
+                format_args!(
+                    "tag `{}`: expected a list of texts; other values ignored",
+                    clip(name, 64)
+                ),
+            );
         }
     }
     tags
 }
 
-/// Returns the objects of array `key` as field readers.
-fn recipient_details<'a>(detail: &mut Fields<'a>, key: &str) -> Vec<Fields<'a>> {
-    let Some(raw) = detail.raw(key) else {
-        return Vec::new();
+/// Reads the recipients a bounce, complaint or delay is about: the objects of
+/// `<object>.<list>`, each with an `emailAddress`. Entries without a valid one are
+/// skipped with a warning; none valid is an error.
+fn recipient_targets<'a>(
+    detail: Option<&mut Fields<'a>>,
+    object: &str,
+    list: &str,
+) -> Result<Vec<Target<'a>>, ElementError> {
+    let Some(detail) = detail else {
+        return Err(ElementError::NoRecipient(format!(
+            "no `{object}` object with `{list}`"
+        )));
     };
-    let items: Vec<&'a RawValue> = serde_json::from_str(raw.get()).unwrap_or_default();
-    items
-        .into_iter()
-        .filter_map(|item| Fields::parse(item, detail.warnings().clone()))
-        .collect()
+    let path = format!("{object}.{list}");
+    let Some(raw) = detail.raw(list) else {
+        return Err(ElementError::NoRecipient(format!("`{path}` is missing")));
+    };
+    let Ok(items) = serde_json::from_str::<Vec<&'a RawValue>>(raw.get()) else {
+        return Err(ElementError::NoRecipient(format!(
+            "`{path}` is {}, expected a list of recipients",
+            JsonType::of(raw)
+        )));
+    };
+    let mut targets: Vec<Target<'a>> = Vec::new();
+    let mut problems = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let Some(mut entry) = Fields::parse(item, detail.warnings().clone()) else {
+            problems.push(format!("{index} is {}, not an object", JsonType::of(item)));
+            continue;
+        };
+        let Some(text) = entry.text("emailAddress") else {
+            problems.push(format!("{index} has no `emailAddress`"));
+            continue;
+        };
+        match EmailAddress::parse(&text) {
+            Ok(address) if targets.iter().any(|t| t.address == address) => {}
+            Ok(address) => targets.push(Target {
+                address,
+                details: Some(entry),
+            }),
+            Err(error) => problems.push(format!("{index} `{}`: {error}", clip(&text, 80))),
+        }
+    }
+    if targets.is_empty() {
+        return Err(ElementError::NoRecipient(format!(
+            "`{path}`: {}",
+            problems
+                .first()
+                .map_or_else(|| "empty".to_owned(), |p| format!("recipient {p}"))
+        )));
+    }
+    for problem in problems.iter().take(5) {
+        detail.warn(list, format_args!("skipped recipient {problem}"));
+    }
+    if targets.len() > MAX_RECIPIENTS_PER_EVENT {
+        detail.warn(
+            list,
+            format_args!(
+                "{} recipients; only the first {MAX_RECIPIENTS_PER_EVENT} are stored",
+                targets.len()
+            ),
+        );
+        targets.truncate(MAX_RECIPIENTS_PER_EVENT);
+    }
+    Ok(targets)
 }
 
 #[cfg(test)]
