@@ -43,6 +43,9 @@ enum Command {
         /// Rules directory (default ./rules).
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
+        /// User-defined providers directory (default ./providers).
+        #[arg(long, value_name = "DIR")]
+        providers: Option<PathBuf>,
     },
     /// Compile every rule and user-defined provider, check every source's settings, and
     /// report errors with file:line:column.
@@ -132,9 +135,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         config.data_dir = data;
     }
     match cli.command {
-        Command::Serve { listen, rules } => {
+        Command::Serve {
+            listen,
+            rules,
+            providers,
+        } => {
             if let Some(listen) = listen {
                 config.listen = listen;
+            }
+            if let Some(providers) = providers {
+                config.providers_dir = providers;
             }
             if let Some(rules) = rules {
                 config.rules_dir = rules;

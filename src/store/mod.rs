@@ -238,6 +238,25 @@ impl Store {
     }
 }
 
+/// A handle to the store that does not keep it open (for caches that outlive a service
+/// run, such as the SNS certificates a test keeps).
+#[derive(Clone)]
+pub struct WeakStore(std::sync::Weak<Inner>);
+
+impl Store {
+    /// Returns a handle that does not keep the store open.
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
+    }
+}
+
+impl WeakStore {
+    /// Returns the store, if it is still open.
+    pub fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.writer.stop();

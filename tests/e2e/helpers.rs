@@ -115,7 +115,13 @@ impl TestApp {
     /// Posts a fixture file (`fixtures/<provider>/<case>`) to `source` the way its
     /// provider delivers it, and returns status and JSON answer.
     pub async fn post_fixture(&self, source: &str, fixture: &str) -> (u16, Value) {
-        let (content_type, body) = self.delivered(fixture);
+        self.post_as(source, fixture, read_fixture(fixture)).await
+    }
+
+    /// Posts `body` to `source` the way the provider of `fixture` delivers it (see
+    /// [`TestApp::delivered_as`]); returns status and JSON answer.
+    pub async fn post_as(&self, source: &str, fixture: &str, body: Vec<u8>) -> (u16, Value) {
+        let (content_type, body) = self.delivered_as(fixture, body);
         let response = self
             .client
             .post(self.url(&format!("/webhooks/{source}")))
@@ -128,39 +134,13 @@ impl TestApp {
         (status, response.json().await.expect("JSON answer"))
     }
 
-    /// Returns a fixture as its provider would post it: Amazon SES messages wrapped in a
-    /// signed SNS notification (SNS envelopes re-signed), Mandrill's events as its form,
-    /// everything else as it is.
-    pub fn delivered(&self, fixture: &str) -> (&'static str, Vec<u8>) {
-        let body = read_fixture(fixture);
-        let provider = fixture.split('/').next().unwrap_or_default();
-        match provider {
-            "amazon_ses" => {
-                self.trust_test_sns_certificate();
-                let name = fixture.rsplit('/').next().unwrap_or(fixture);
-                let envelope = if name.starts_with("sns_") || name.starts_with("envelope_") {
-                    let mut envelope: Value =
-                        serde_json::from_slice(&body).expect("SNS fixture is JSON");
-                    signing::sns().sign(&mut envelope, 1);
-                    envelope
-                } else {
-                    let message = String::from_utf8(body).expect("SES fixture is UTF-8");
-                    signing::sns().notification(&message, &format!("test-{name}"))
-                };
-                (
-                    "text/plain; charset=UTF-8",
-                    envelope.to_string().into_bytes(),
-                )
-            }
-            "mandrill" => {
-                let events = String::from_utf8(body).expect("Mandrill fixture is UTF-8");
-                (
-                    "application/x-www-form-urlencoded",
-                    signing::mandrill_form(&events).into_bytes(),
-                )
-            }
-            _ => ("application/json", body),
+    /// Returns `body` (a variant of `fixture`) as the provider of `fixture` would post it
+    /// (see [`delivered_as`]), trusting the tests' SNS certificate first.
+    pub fn delivered_as(&self, fixture: &str, body: Vec<u8>) -> (&'static str, Vec<u8>) {
+        if fixture.starts_with("amazon_ses/") {
+            self.trust_test_sns_certificate();
         }
+        delivered_as(fixture, body)
     }
 
     /// Puts the tests' SNS certificate where the service looks it up.
@@ -226,6 +206,40 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Returns `body` (a variant of `fixture`) as the provider of `fixture` would post it:
+/// Amazon SES messages wrapped in an SNS notification signed with the tests' key (SNS
+/// envelopes re-signed), Mandrill's events as its form, everything else as it is. An SES
+/// message keeps the SNS message id of its fixture, as an SNS retry does.
+pub fn delivered_as(fixture: &str, body: Vec<u8>) -> (&'static str, Vec<u8>) {
+    let provider = fixture.split('/').next().unwrap_or_default();
+    match provider {
+        "amazon_ses" => {
+            let name = fixture.rsplit('/').next().unwrap_or(fixture);
+            let envelope = if name.starts_with("sns_") || name.starts_with("envelope_") {
+                let mut envelope: Value =
+                    serde_json::from_slice(&body).expect("SNS fixture is JSON");
+                signing::sns().sign(&mut envelope, 1);
+                envelope
+            } else {
+                let message = String::from_utf8(body).expect("SES fixture is UTF-8");
+                signing::sns().notification(&message, &format!("test-{name}"))
+            };
+            (
+                "text/plain; charset=UTF-8",
+                envelope.to_string().into_bytes(),
+            )
+        }
+        "mandrill" => {
+            let events = String::from_utf8(body).expect("Mandrill fixture is UTF-8");
+            (
+                "application/x-www-form-urlencoded",
+                signing::mandrill_form(&events).into_bytes(),
+            )
+        }
+        _ => ("application/json", body),
     }
 }
 

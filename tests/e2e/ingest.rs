@@ -312,14 +312,14 @@ async fn reposted_batches_add_nothing() {
         let accepted = first["accepted"].as_u64().expect("accepted");
         assert!(accepted > 0, "{fixture}: {first}");
         total += accepted as usize;
+        // A body may repeat an event itself (Mandrill's captured request does): every
+        // event of it is a duplicate the second time.
+        let events = accepted + first["duplicates"].as_u64().expect("duplicates");
 
         let (status, again) = app.post_fixture(source, &fixture).await;
         assert_eq!(status, 200, "{fixture}: {again}");
         assert_eq!(again["accepted"], 0, "{fixture} re-posted: {again}");
-        assert_eq!(
-            again["duplicates"], accepted,
-            "{fixture} re-posted: {again}"
-        );
+        assert_eq!(again["duplicates"], events, "{fixture} re-posted: {again}");
         assert_eq!(
             again["event_ids"],
             json!([]),
@@ -335,11 +335,11 @@ async fn reposted_batches_add_nothing() {
                 serde_json::from_str::<Value>(&body).unwrap(),
                 serde_json::from_str::<Value>(&text).unwrap()
             );
-            let (status, retry) = app.post(source, body).await;
+            let (status, retry) = app.post_as(source, &fixture, body.into_bytes()).await;
             assert_eq!(status, 200, "{fixture}: {retry}");
             assert_eq!(retry["accepted"], 0, "{fixture} re-indented: {retry}");
             assert_eq!(
-                retry["duplicates"], accepted,
+                retry["duplicates"], events,
                 "{fixture} re-indented: {retry}"
             );
         }
@@ -1304,7 +1304,11 @@ async fn events_can_be_filtered_by_recipient_kind_and_source() {
         ("recipient=nobody@nowhere.example", vec![]),
         ("kind=bounce", expect(&|e| e["kind"] == "bounce")),
         ("kind=other", expect(&|e| e["kind"] == "other")),
-        ("kind=autoreply", vec![]),
+        ("kind=autoreply", expect(&|e| e["kind"] == "autoreply")),
+        (
+            "kind=subscribe&source=sendgrid",
+            expect(&|e| e["kind"] == "subscribe" && e["source"] == "sendgrid"),
+        ),
         ("source=opptima", expect(&|e| e["source"] == "opptima")),
         (
             "source=leadconnector",
@@ -1321,7 +1325,11 @@ async fn events_can_be_filtered_by_recipient_kind_and_source() {
         ),
         (
             "recipient=test@example.com&source=leadconnector&kind=open",
-            expect(&|e| e["recipient"] == "test@example.com" && e["kind"] == "open"),
+            expect(&|e| {
+                e["recipient"] == "test@example.com"
+                    && e["kind"] == "open"
+                    && e["source"] == "leadconnector"
+            }),
         ),
     ];
     for (query, expected) in cases {
@@ -1553,6 +1561,8 @@ fn start_server(dir: &Path) -> Server {
         .arg(&data)
         .arg("--rules")
         .arg(&rules)
+        .arg("--providers")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("providers"))
         .current_dir(dir)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -1607,25 +1617,49 @@ async fn acknowledged_events_survive_kill_9() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let mut acknowledged = Vec::new();
+    // The server runs in another process: it finds the tests' SNS certificate where it
+    // keeps the certificates it fetched, in the store.
+    {
+        let store = mailwarden::store::Store::open(
+            &dir.path().join("data").join("db"),
+            &mailwarden::store::StoreOptions::default(),
+        )
+        .expect("store");
+        store
+            .put_certificate(
+                crate::signing::SNS_CERT_URL,
+                crate::signing::sns().certificate_pem.as_bytes(),
+            )
+            .expect("certificate kept");
+        store.flush().await.expect("flushed");
+    }
     {
         let mut server = start_server(dir.path());
         for fixture in good_fixtures() {
             let body = read_fixture(&fixture);
+            let (content_type, delivered) = crate::helpers::delivered_as(&fixture, body.clone());
             let response = client
                 .post(format!(
                     "http://{}/webhooks/{}",
                     server.address,
                     source_of(&fixture)
                 ))
-                .header("content-type", "application/json")
-                .body(body.clone())
+                .header("content-type", content_type)
+                .body(delivered)
                 .send()
                 .await
                 .expect("request is sent");
             assert_eq!(response.status().as_u16(), 200, "{fixture}");
             let report: Value = response.json().await.expect("JSON answer");
             let elements = elements_of(&body);
-            for (id, element) in ids_of(&report).into_iter().zip(elements) {
+            let ids = ids_of(&report);
+            // One element per event, except a single element that names several
+            // recipients (an SES bounce): each of its events keeps that element as raw.
+            // When a fixture repeats an event of an earlier one (documentation samples
+            // do), ids and elements no longer pair up: only the ids are checked then.
+            let paired = ids.len() == elements.len() || elements.len() == 1;
+            for (index, id) in ids.into_iter().enumerate() {
+                let element = paired.then(|| elements[index.min(elements.len() - 1)].clone());
                 acknowledged.push((id, fixture.clone(), element));
             }
         }
@@ -1645,7 +1679,9 @@ async fn acknowledged_events_survive_kill_9() {
             .expect("request is sent");
         assert_eq!(response.status().as_u16(), 200, "{fixture} {id} lost");
         let event: Value = response.json().await.expect("JSON answer");
-        assert_eq!(&event["raw"], element, "{fixture} {id}");
+        if let Some(element) = element {
+            assert_eq!(&event["raw"], element, "{fixture} {id}");
+        }
     }
     let listed: Value = client
         .get(format!("http://{}/api/events?limit=1000", server.address))

@@ -552,7 +552,7 @@ mod tests {
     /// Mandrill do.
     #[test]
     fn a_captured_signed_request_verifies() {
-        let events = include_str!("../../../fixtures/mandrill/click_signed.json");
+        let events = include_str!("../../../fixtures/mandrill/set_aside/click_signed.json");
         let body = form_urlencoded::Serializer::new(String::new())
             .append_pair(EVENTS_FIELD, events)
             .finish();

@@ -196,8 +196,9 @@ pub struct Certificates {
     /// make the service fetch it for every request.
     failed: Mutex<HashMap<String, std::time::Instant>>,
     client: OnceLock<Result<reqwest::Client, String>>,
-    /// Where fetched certificates are kept across restarts.
-    store: Option<crate::store::Store>,
+    /// Where fetched certificates are kept across restarts (weak: the cache must not keep
+    /// the store open).
+    store: Option<crate::store::WeakStore>,
 }
 
 /// How long a failed certificate fetch is not tried again.
@@ -207,7 +208,7 @@ impl Certificates {
     /// A cache that keeps what it fetches in `store`, starting with what `store` kept.
     pub fn persisted(store: crate::store::Store) -> Certificates {
         let certificates = Certificates {
-            store: Some(store.clone()),
+            store: Some(store.downgrade()),
             ..Certificates::default()
         };
         match store.certificates() {
@@ -284,7 +285,7 @@ impl Certificates {
             Ok(pem) => match self.insert(url, &pem) {
                 Ok(()) => {
                     tracing::info!(url, "sns signing certificate cached");
-                    if let Some(store) = &self.store {
+                    if let Some(store) = self.store.as_ref().and_then(|s| s.upgrade()) {
                         if let Err(error) = store.put_certificate(url, &pem) {
                             tracing::warn!(url, %error, "cannot keep the sns certificate");
                         }
