@@ -7,7 +7,8 @@ use crate::event::Event;
 
 /// Returns the dedup key of an event: the provider's event id when it has one that is
 /// unique per event, else a hash of the single event's JSON with insignificant whitespace
-/// removed; always combined with source, kind (and bounce class) and recipient (so a batch split per
+/// removed; always combined with source, kind (with the provider's event name and the
+/// bounce class) and recipient (so a batch split per
 /// recipient yields distinct keys); 4 bytes of the event's day, then 12 of the digest.
 /// The event time goes in with the id as well: a retry
 /// repeats both, while a provider (or its documentation sample) that reuses an id for
@@ -17,6 +18,11 @@ pub fn dedup_key(event: &Event) -> [u8; 16] {
     hasher.update(event.source.as_bytes());
     hasher.update([0]);
     hasher.update([event.kind.code()]);
+    // The provider's own name for the event: a retry repeats it, while two events of one
+    // kind that a provider names differently (SendGrid's `unsubscribe` and
+    // `group_unsubscribe`) stay apart.
+    hasher.update(event.provider_event.as_bytes());
+    hasher.update([0]);
     // A bounce's class is part of what it is: SendGrid's documented `bounce` and
     // `blocked` samples share one event id.
     if let Some(class) = event.bounce_class {

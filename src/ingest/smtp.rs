@@ -100,6 +100,7 @@ const BLOCKED_PHRASES: &[&str] = &[
 const INVALID_PHRASES: &[&str] = &[
     "user unknown",
     "unknown user",
+    "unknown recipient",
     "no such user",
     "no such recipient",
     "does not exist",

@@ -403,7 +403,10 @@ fn meaning(key: &str, detail: Option<&mut Fields<'_>>) -> Meaning {
             let bounce_type = text("bounceType").unwrap_or_default();
             let subtype = text("bounceSubType").unwrap_or_default();
             if matches!(subtype.as_str(), "Suppressed" | "OnAccountSuppressionList") {
-                let reason = (subtype == "Suppressed").then_some(Reason::Invalid);
+                // The global list holds addresses with "a recent history of producing
+                // hard bounces": reason `bounced`, as for every provider's suppression
+                // of a bounced address (Mailgun's suppress-bounce, Resend's Suppressed).
+                let reason = (subtype == "Suppressed").then_some(Reason::Bounced);
                 return plain(EventKind::Dropped, reason);
             }
             let class = match bounce_type.as_str() {

@@ -948,7 +948,7 @@ async fn ses_bounce_types_and_subtypes_map_per_the_documented_table() {
             Some("Permanent"),
             "Suppressed",
             suppressed.clone(),
-            json!(["dropped", null, "invalid"]),
+            json!(["dropped", null, "bounced"]),
         ),
         (
             Some("Permanent"),

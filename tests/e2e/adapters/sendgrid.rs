@@ -750,10 +750,10 @@ async fn sendgrid_all_events_sample_keeps_its_eleven_events_apart() {
                 ..all_events("click", "click", json!({}))
             },
             Expected {
-                // No `type`, no classification: the reply decides, and a 500 with
-                // `5.0.0` says neither "temporary" nor "no such address".
-                bounce_class: Some("undetermined"),
-                reason: Some("bounced"),
+                // No `type`, no classification: the reply decides, and "unknown
+                // recipient" says the address does not exist: hard, invalid.
+                bounce_class: Some("hard"),
+                reason: Some("invalid"),
                 smtp_code: Some(500),
                 smtp_enhanced: Some("5.0.0"),
                 smtp_response: Some("500 unknown recipient"),
