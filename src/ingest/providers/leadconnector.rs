@@ -2,12 +2,10 @@
 //! webhookPayload}` around a Mailgun-style event.
 //!
 //! The payload's `event` is `accepted`, `delivered`, `opened`, `clicked`, `failed`,
-//! `rejected`, `complained` or `unsubscribed`. `failed` carries `severity`: `permanent` is a
-//! hard bounce, `temporary` a deferral; a `reason` of `suppress-bounce`,
-//! `suppress-unsubscribe` or `suppress-complaint` means the message was never attempted
-//! (dropped), and `old` means retries ran out (a soft failure that gave up: soft bounce,
-//! timed out). `timestamp` is Unix seconds with a fraction; `id` is unique per event.
-//! `delivery-status` has the SMTP `code`, `enhanced-code`, `message` and `description`.
+//! `rejected`, `complained` or `unsubscribed`, mapped as for Mailgun (see `mailgun.rs`):
+//! `failed` with `severity: temporary` is a deferral, a permanent one a bounce when the
+//! receiving side refused it; `suppress-*` reasons mean never attempted (dropped), `old`
+//! that retries ran out (failed, timed out).
 //! A bare Mailgun body (`{"event-data": {...}}`) is read the same way. The payload is
 //! Mailgun's format and is read by the Mailgun adapter's code (`mailgun.rs`); the wrapper's
 //! fields go to metadata.
