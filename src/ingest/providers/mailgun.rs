@@ -107,26 +107,20 @@ impl Provider for Mailgun {
         settings: &SourceConfig,
         _context: &SourceContext,
     ) -> Result<Vec<Box<dyn Verify>>, String> {
-        let mut checks = verify::credential_checks(
+        verify::timed_signature_checks(
             self.name(),
             settings,
-            &["signing_key", "max_signature_age_secs"],
-        )?;
-        if let Some(key) = verify::required(
-            settings.signing_key.as_ref().map(|k| k.expose()),
             "signing_key",
-        )? {
-            checks.push(Box::new(MailgunSignature {
-                key: MacKey::new(Mac::Sha256, key.as_bytes()),
-                max_age_secs: settings
-                    .max_signature_age_secs
-                    .unwrap_or(DEFAULT_MAX_AGE_SECS),
-                seen: Arc::new(ReplayCache::default()),
-            }));
-        } else if settings.max_signature_age_secs.is_some() {
-            return Err("`max_signature_age_secs` needs `signing_key`".to_owned());
-        }
-        Ok(checks)
+            settings.signing_key.as_ref().map(|k| k.expose()),
+            DEFAULT_MAX_AGE_SECS,
+            |key, max_age_secs| {
+                Ok(Box::new(MailgunSignature {
+                    key: MacKey::new(Mac::Sha256, key.as_bytes()),
+                    max_age_secs,
+                    seen: Arc::new(ReplayCache::default()),
+                }))
+            },
+        )
     }
 
     fn normalize(&self, element: &Element<'_>, out: &mut Vec<Event>) -> Result<(), ElementError> {

@@ -99,27 +99,14 @@ impl Provider for Resend {
         settings: &SourceConfig,
         _context: &SourceContext,
     ) -> Result<Vec<Box<dyn Verify>>, String> {
-        let mut checks = verify::credential_checks(
+        verify::timed_signature_checks(
             self.name(),
             settings,
-            &["signing_secret", "max_signature_age_secs"],
-        )?;
-        match verify::required(
-            settings.signing_secret.as_ref().map(|s| s.expose()),
             "signing_secret",
-        )? {
-            Some(secret) => checks.push(Box::new(SvixSignature::new(
-                secret,
-                settings
-                    .max_signature_age_secs
-                    .unwrap_or(DEFAULT_MAX_AGE_SECS),
-            )?)),
-            None if settings.max_signature_age_secs.is_some() => {
-                return Err("`max_signature_age_secs` needs `signing_secret`".to_owned());
-            }
-            None => {}
-        }
-        Ok(checks)
+            settings.signing_secret.as_ref().map(|s| s.expose()),
+            DEFAULT_MAX_AGE_SECS,
+            |secret, max_age_secs| Ok(Box::new(SvixSignature::new(secret, max_age_secs)?)),
+        )
     }
 
     fn normalize(&self, element: &Element<'_>, out: &mut Vec<Event>) -> Result<(), ElementError> {

@@ -117,24 +117,17 @@ impl Provider for SendGrid {
         settings: &SourceConfig,
         _context: &SourceContext,
     ) -> Result<Vec<Box<dyn Verify>>, String> {
-        let mut checks = verify::credential_checks(
+        verify::timed_signature_checks(
             self.name(),
             settings,
-            &["public_key", "max_signature_age_secs"],
-        )?;
-        match verify::required(settings.public_key.as_deref(), "public_key")? {
-            Some(key) => checks.push(Box::new(SendGridSignature {
-                key: P256Key::parse(key).map_err(|error| format!("`public_key`: {error}"))?,
-                max_age_secs: settings
-                    .max_signature_age_secs
-                    .unwrap_or(DEFAULT_MAX_AGE_SECS),
-            })),
-            None if settings.max_signature_age_secs.is_some() => {
-                return Err("`max_signature_age_secs` needs `public_key`".to_owned());
-            }
-            None => {}
-        }
-        Ok(checks)
+            "public_key",
+            settings.public_key.as_deref(),
+            DEFAULT_MAX_AGE_SECS,
+            |key, max_age_secs| {
+                let key = P256Key::parse(key).map_err(|error| format!("`public_key`: {error}"))?;
+                Ok(Box::new(SendGridSignature { key, max_age_secs }))
+            },
+        )
     }
 
     fn normalize(&self, element: &Element<'_>, out: &mut Vec<Event>) -> Result<(), ElementError> {

@@ -212,6 +212,35 @@ pub fn credential_checks(
     Ok(checks)
 }
 
+/// Builds the checks of a provider that signs with a timestamp and one key setting: the
+/// credential checks, plus `signature(key, max_age_secs)` when `key` (the value of the
+/// setting named `key_setting`) is set, with `max_signature_age_secs` or
+/// `default_max_age_secs`. A tolerance without a key is refused: it would check nothing.
+pub fn timed_signature_checks(
+    provider: &str,
+    settings: &SourceConfig,
+    key_setting: &'static str,
+    key: Option<&str>,
+    default_max_age_secs: u64,
+    signature: impl FnOnce(&str, u64) -> Result<Box<dyn Verify>, String>,
+) -> Result<Vec<Box<dyn Verify>>, String> {
+    let mut checks =
+        credential_checks(provider, settings, &[key_setting, "max_signature_age_secs"])?;
+    match required(key, key_setting)? {
+        Some(key) => {
+            let max_age = settings
+                .max_signature_age_secs
+                .unwrap_or(default_max_age_secs);
+            checks.push(signature(key, max_age)?);
+        }
+        None if settings.max_signature_age_secs.is_some() => {
+            return Err(format!("`max_signature_age_secs` needs `{key_setting}`"));
+        }
+        None => {}
+    }
+    Ok(checks)
+}
+
 /// Returns a secret setting that must be present and non-blank, or says which is missing.
 pub fn required<'a>(value: Option<&'a str>, name: &str) -> Result<Option<&'a str>, String> {
     match value {
