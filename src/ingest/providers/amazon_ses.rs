@@ -400,46 +400,19 @@ fn meaning(key: &str, detail: Option<&mut Fields<'_>>) -> Meaning {
     let mut text = |name: &str| detail.as_mut().and_then(|d| d.text(name));
     match key {
         "bounce" => {
-            let bounce_type = text("bounceType").unwrap_or_default();
-            let subtype = text("bounceSubType").unwrap_or_default();
-            if matches!(subtype.as_str(), "Suppressed" | "OnAccountSuppressionList") {
-                // The global list holds addresses with "a recent history of producing
-                // hard bounces": reason `bounced`, as for every provider's suppression
-                // of a bounced address (Mailgun's suppress-bounce, Resend's Suppressed).
-                let reason = (subtype == "Suppressed").then_some(Reason::Bounced);
-                return plain(EventKind::Dropped, reason);
-            }
-            let class = match bounce_type.as_str() {
-                "Permanent" => BounceClass::Hard,
-                "Transient" => BounceClass::Soft,
-                "Undetermined" => BounceClass::Undetermined,
-                other => {
-                    if let Some(detail) = detail.as_ref() {
-                        let problem = if other.is_empty() {
-                            "missing; class undetermined".to_owned()
-                        } else {
-                            format!(
-                                "`{}` is not a documented type; class undetermined",
-                                clip(other, 64)
-                            )
-                        };
-                        detail.warn("bounceType", problem);
-                    }
-                    BounceClass::Undetermined
+            let bounce_type = text("bounceType");
+            let subtype = text("bounceSubType");
+            let (bounce, problems) = classify_bounce(bounce_type.as_deref(), subtype.as_deref());
+            if let Some(detail) = detail.as_ref() {
+                for problem in problems {
+                    problem.warn(detail, "bounceType", "bounceSubType");
                 }
-            };
-            let reason = match subtype.as_str() {
-                "NoEmail" => Some(Reason::Invalid),
-                "MailboxFull" => Some(Reason::Bounced),
-                "MessageTooLarge" => Some(Reason::Other),
-                "ContentRejected" | "AttachmentRejected" => Some(Reason::Blocked),
-                _ => None,
-            };
+            }
             Meaning {
-                kind: EventKind::Bounce,
-                class: Some(class),
-                reason,
-                reason_from_reply: true,
+                kind: bounce.kind,
+                class: bounce.class,
+                reason: bounce.reason,
+                reason_from_reply: bounce.kind == EventKind::Bounce,
                 documented: false,
             }
         }
@@ -520,6 +493,126 @@ fn finish_reason(event: &mut Event, meaning: &Meaning, reply: &Reply) {
             event.reason = Some(Reason::Bounced);
         }
     }
+    if meaning.kind == EventKind::Bounce && meaning.class.is_none() {
+        event.bounce_class = Some(smtp::class_from_reply(reply, event.reason));
+    }
+}
+
+/// What an SES bounce is, from its type and subtype. Resend sends through SES and reports
+/// bounces in the same words, so its adapter uses this too.
+pub(super) struct SesBounce {
+    /// `bounce`, or `dropped` for SES's own suppression lists (never attempted).
+    pub kind: EventKind,
+    /// From the type; `None` when the type is missing or unknown (read the reply).
+    pub class: Option<BounceClass>,
+    /// From the subtype; `None` leaves it to the reply.
+    pub reason: Option<Reason>,
+}
+
+/// Something about a bounce's type or subtype worth a warning.
+pub(super) enum BounceProblem {
+    MissingType,
+    UnknownType(String),
+    UnknownSubtype(String),
+}
+
+impl BounceProblem {
+    /// Warns about it on `fields`, whose type and subtype are named `type_key` and
+    /// `subtype_key`.
+    pub fn warn(&self, fields: &Fields<'_>, type_key: &str, subtype_key: &str) {
+        match self {
+            BounceProblem::MissingType => {
+                fields.warn(type_key, "missing; class read from the reply")
+            }
+            BounceProblem::UnknownType(value) => fields.warn(
+                type_key,
+                format_args!(
+                    "`{}` is not a documented type; class read from the reply",
+                    clip(value, 40)
+                ),
+            ),
+            BounceProblem::UnknownSubtype(value) => fields.warn(
+                subtype_key,
+                format_args!(
+                    "`{}` is not a documented subtype; reason read from the reply",
+                    clip(value, 40)
+                ),
+            ),
+        }
+    }
+}
+
+/// Classifies an SES bounce (<https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html#bounce-types>):
+/// Permanent → hard, Transient (Resend's prose also says Temporary) → soft, Undetermined →
+/// undetermined; the subtype gives the reason where it names one; Suppressed and
+/// OnAccountSuppressionList were never attempted. Names are compared case-insensitively.
+pub(super) fn classify_bounce(
+    bounce_type: Option<&str>,
+    subtype: Option<&str>,
+) -> (SesBounce, Vec<BounceProblem>) {
+    let mut problems = Vec::new();
+    let subtype_lower = subtype.map(|s| s.trim().to_ascii_lowercase());
+    match subtype_lower.as_deref() {
+        // The global list holds addresses with "a recent history of producing hard
+        // bounces": reason `bounced`, as for every provider's suppression of a bounced
+        // address; the account-level list may hold complaints too, so no reason.
+        Some("suppressed") => {
+            let dropped = SesBounce {
+                kind: EventKind::Dropped,
+                class: None,
+                reason: Some(Reason::Bounced),
+            };
+            return (dropped, problems);
+        }
+        Some("onaccountsuppressionlist") => {
+            let dropped = SesBounce {
+                kind: EventKind::Dropped,
+                class: None,
+                reason: None,
+            };
+            return (dropped, problems);
+        }
+        _ => {}
+    }
+    let class = match bounce_type
+        .map(|t| t.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("permanent") => Some(BounceClass::Hard),
+        Some("transient" | "temporary") => Some(BounceClass::Soft),
+        Some("undetermined") => Some(BounceClass::Undetermined),
+        Some(_) => {
+            problems.push(BounceProblem::UnknownType(
+                bounce_type.unwrap_or_default().to_owned(),
+            ));
+            None
+        }
+        None => {
+            problems.push(BounceProblem::MissingType);
+            None
+        }
+    };
+    let reason = match subtype_lower.as_deref() {
+        Some("noemail") => Some(Reason::Invalid),
+        Some("mailboxfull") => Some(Reason::Bounced),
+        Some("messagetoolarge") => Some(Reason::Other),
+        Some("contentrejected" | "attachmentrejected") => Some(Reason::Blocked),
+        Some("general" | "undetermined" | "messagerejected") | None => None,
+        Some(_) => {
+            problems.push(BounceProblem::UnknownSubtype(
+                subtype.unwrap_or_default().to_owned(),
+            ));
+            None
+        }
+    };
+    (
+        SesBounce {
+            kind: EventKind::Bounce,
+            class,
+            reason,
+        },
+        problems,
+    )
 }
 
 /// Whether a Subscription event is an opt-out (of all mail, or of a topic that was

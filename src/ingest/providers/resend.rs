@@ -73,6 +73,7 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::amazon_ses::classify_bounce;
 use super::{Element, ElementError, MAX_FIELD_CHARS, Provider, emit_each, recipients, set_time};
 use crate::config::SourceConfig;
 use crate::event::{BounceClass, EmailAddress, Event, EventKind, Reason};
@@ -397,59 +398,22 @@ fn meaning(
     }
 }
 
-/// Maps a bounce's `type` and `subType`; warns on `bounce` about values not documented.
+/// What a bounce is, in SES's words (Resend sends through SES): see
+/// `amazon_ses::classify_bounce`.
 fn bounce_meaning(
     bounce: &Fields<'_>,
     bounce_type: Option<&str>,
     subtype: Option<&str>,
 ) -> Meaning {
-    let subtype_lower = subtype.map(str::to_ascii_lowercase);
-    match subtype_lower.as_deref() {
-        Some("suppressed") => return Meaning::plain(EventKind::Dropped, Some(Reason::Bounced)),
-        Some("onaccountsuppressionlist") => return Meaning::plain(EventKind::Dropped, None),
-        _ => {}
+    let (ses, problems) = classify_bounce(bounce_type, subtype);
+    for problem in problems {
+        problem.warn(bounce, "type", "subType");
     }
-    let class = match bounce_type.map(str::to_ascii_lowercase).as_deref() {
-        Some("permanent") => Some(BounceClass::Hard),
-        Some("transient" | "temporary") => Some(BounceClass::Soft),
-        Some("undetermined") => Some(BounceClass::Undetermined),
-        Some(_) => {
-            bounce.warn(
-                "type",
-                format_args!(
-                    "bounce type `{}` not recognised; class read from the reply",
-                    clip(bounce_type.unwrap_or_default(), 40)
-                ),
-            );
-            None
-        }
-        None => {
-            bounce.warn("type", "missing; class read from the reply");
-            None
-        }
-    };
-    let reason = match subtype_lower.as_deref() {
-        Some("noemail") => Some(Reason::Invalid),
-        Some("mailboxfull") => Some(Reason::Bounced),
-        Some("messagetoolarge") => Some(Reason::Other),
-        Some("contentrejected" | "attachmentrejected") => Some(Reason::Blocked),
-        Some("general" | "undetermined" | "messagerejected") | None => None,
-        Some(_) => {
-            bounce.warn(
-                "subType",
-                format_args!(
-                    "bounce subtype `{}` not recognised; reason read from the reply",
-                    clip(subtype.unwrap_or_default(), 40)
-                ),
-            );
-            None
-        }
-    };
     Meaning {
-        kind: EventKind::Bounce,
-        class,
-        reason,
-        reason_from_reply: true,
+        kind: ses.kind,
+        class: ses.class,
+        reason: ses.reason,
+        reason_from_reply: ses.kind == EventKind::Bounce,
         documented: false,
     }
 }
@@ -821,8 +785,8 @@ mod tests {
         assert_eq!(
             warnings.take(),
             vec![
-                "field `type`: bounce type `Quantum` not recognised; class read from the reply",
-                "field `subType`: bounce subtype `Fizz` not recognised; reason read from the reply",
+                "field `type`: `Quantum` is not a documented type; class read from the reply",
+                "field `subType`: `Fizz` is not a documented subtype; reason read from the reply",
             ]
         );
     }

@@ -1026,15 +1026,16 @@ async fn ses_bounce_types_and_subtypes_map_per_the_documented_table() {
         "Amazon SES did not send the message to this address"
     );
 
-    // A type SES does not document, or none: undetermined, with a warning.
+    // A type SES does not document, or none: the class the reply implies (5.1.1, no
+    // such user: hard), with a warning.
     for (index, (bounce_type, warning)) in [
         (
             Some("Weird"),
-            "field `bounce.bounceType`: `Weird` is not a documented type; class undetermined",
+            "field `bounce.bounceType`: `Weird` is not a documented type; class read from the reply",
         ),
         (
             None,
-            "field `bounce.bounceType`: missing; class undetermined",
+            "field `bounce.bounceType`: missing; class read from the reply",
         ),
     ]
     .into_iter()
@@ -1048,7 +1049,7 @@ async fn ses_bounce_types_and_subtypes_map_per_the_documented_table() {
         let event = &ingest_message(&app, &message, &format!("odd-type-{index}")).await[0];
         assert_eq!(
             verdict(event),
-            json!(["bounce", "undetermined", "invalid"]),
+            json!(["bounce", "hard", "invalid"]),
             "{event:#}"
         );
         assert_eq!(event["warnings"], json!([warning]), "{event:#}");

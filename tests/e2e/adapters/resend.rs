@@ -1124,8 +1124,8 @@ async fn resend_unknown_bounce_type_and_subtype_take_the_class_and_reason_from_t
         element,
         &Expected {
             warnings: &[
-                "field `data.bounce.type`: bounce type `Quantum` not recognised; class read from the reply",
-                "field `data.bounce.subType`: bounce subtype `Entangled` not recognised; reason read from the reply",
+                "field `data.bounce.type`: `Quantum` is not a documented type; class read from the reply",
+                "field `data.bounce.subType`: `Entangled` is not a documented subtype; reason read from the reply",
             ],
             ..bounce(
                 "soft",
