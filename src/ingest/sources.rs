@@ -376,13 +376,6 @@ fn lookup(name: &str, scripts: &ScriptProviders) -> Option<Arc<dyn Provider>> {
     providers::find(name).or_else(|| scripts.get(name).map(|p| p as Arc<dyn Provider>))
 }
 
-/// Returns the checks `provider` would build from `settings` (for `mailwarden check`).
-pub fn validate(provider: &dyn Provider, settings: &SourceConfig) -> Result<(), String> {
-    provider
-        .checks(settings, &SourceContext::default())
-        .map(drop)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,5 +433,15 @@ mod tests {
             "listen = \"0.0.0.0:8080\"\nadmin_token = \"a\"\n[sources.sp]\nprovider = \"sendpulse\"\ntoken = \"t\"",
         )
         .unwrap();
+        // A signature is authentication too; SES verifies SNS signatures without a key.
+        let sources = build(
+            "listen = \"0.0.0.0:8080\"\nadmin_token = \"a\"\n\
+             [sources.sg]\nprovider = \"sendgrid\"\n\
+             public_key = \"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==\"\n\
+             [sources.ses]\nprovider = \"amazon_ses\"",
+        )
+        .unwrap();
+        assert_eq!(sources.get("sg").unwrap().methods(), vec!["ecdsa_p256"]);
+        assert_eq!(sources.get("ses").unwrap().methods(), vec!["sns_signature"]);
     }
 }

@@ -796,3 +796,111 @@ async fn resend_body_with_a_byte_order_mark_is_verified_as_sent() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["accepted"], 1, "{report}");
 }
+
+// ---------------------------------------------------------------------------------------
+// What `GET /api/sources` shows.
+
+#[tokio::test]
+async fn sources_list_provider_url_verification_and_last_receipt_without_secrets() {
+    let app = spawn_app_with(|config| {
+        config.public_url = Some("https://mail.example.com/".into());
+        config.sources.insert(
+            "mg-eu".into(),
+            SourceConfig {
+                signing_key: Some(Secret::new(MAILGUN_KEY)),
+                ..SourceConfig::new("mailgun")
+            },
+        );
+        config.sources.insert(
+            "pm".into(),
+            SourceConfig {
+                username: Some("postmark-user".into()),
+                password: Some(Secret::new("postmark-password-secret")),
+                ..SourceConfig::new("postmark")
+            },
+        );
+        config
+            .sources
+            .insert("open".into(), SourceConfig::new("sendpulse"));
+    })
+    .await;
+    let (status, body) = app.get("/api/sources").await;
+    assert_eq!(status, 200, "{body}");
+    let text = body.to_string();
+    for secret in [MAILGUN_KEY, "postmark-password-secret"] {
+        assert!(!text.contains(secret), "a secret is shown: {text}");
+    }
+    let source = |name: &str| {
+        body["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    let mailgun = source("mg-eu");
+    assert_eq!(mailgun["provider"], "mailgun");
+    assert_eq!(mailgun["url"], "https://mail.example.com/webhooks/mg-eu");
+    assert_eq!(mailgun["verifies"], true);
+    assert_eq!(mailgun["verification"], serde_json::json!(["hmac_sha256"]));
+    assert!(mailgun.get("last_received_at").is_none(), "{mailgun}");
+    assert_eq!(
+        source("pm")["verification"],
+        serde_json::json!(["basic_auth"])
+    );
+    assert_eq!(source("open")["verifies"], false);
+    assert_eq!(
+        body["sources"].as_array().unwrap().len(),
+        3,
+        "only configured sources"
+    );
+
+    // A verified request is noted, and survives a restart; a refused one is not.
+    let before = Timestamp::now();
+    let (status, _) =
+        post_mailgun_to(&app, "mg-eu", mailgun_body("wrong", now(), &"j".repeat(50))).await;
+    assert_eq!(status, 401);
+    let (_, body) = app.get("/api/sources").await;
+    assert!(body.to_string().contains("\"name\":\"mg-eu\""));
+    assert!(
+        body["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s.get("last_received_at").is_none()),
+        "{body}"
+    );
+    let (status, _) = post_mailgun_to(
+        &app,
+        "mg-eu",
+        mailgun_body(MAILGUN_KEY, now(), &"k".repeat(50)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut app = app;
+    app.restart().await;
+    let (_, body) = app.get("/api/sources").await;
+    let mailgun = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mg-eu")
+        .cloned()
+        .unwrap();
+    let at: Timestamp = mailgun["last_received_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        at >= before
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap(),
+        "{mailgun}"
+    );
+}
+
+async fn post_mailgun_to(app: &TestApp, source: &str, body: Vec<u8>) -> (u16, Value) {
+    post_with_headers(app, source, "application/json", &[], body).await
+}
