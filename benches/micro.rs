@@ -68,6 +68,36 @@ fn normalize_leadconnector(bencher: Bencher, path: &str) {
     bencher.bench(|| normalize(&source, black_box(&body)));
 }
 
+/// One documented hard bounce (or batch) per provider that reads plain JSON bodies.
+#[divan::bench(args = [
+    "sendgrid/all_events.json",
+    "mailgun/failed_permanent_bounce.json",
+    "postmark/bounce_hard.json",
+    "brevo/transactional_hard_bounce.json",
+    "mailjet/grouped.json",
+    "sparkpost/bounce.json",
+    "resend/email_bounced.json",
+])]
+fn normalize_provider(bencher: Bencher, path: &str) {
+    let provider = path.split('/').next().expect("provider directory");
+    let (source, body) = (source(provider), fixture(path));
+    bencher.bench(|| normalize(&source, black_box(&body)));
+}
+
+/// An SES notification: the SNS envelope is read, then the SES message inside it.
+#[divan::bench]
+fn normalize_amazon_ses(bencher: Bencher) {
+    let message =
+        String::from_utf8(fixture("amazon_ses/notification_bounce_permanent.json")).expect("UTF-8");
+    let envelope = serde_json::json!({
+        "Type": "Notification", "MessageId": "bench", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+        "Message": message, "Timestamp": "2026-12-01T10:00:00.000Z",
+    })
+    .to_string();
+    let source = source("amazon_ses");
+    bencher.bench(|| normalize(&source, black_box(envelope.as_bytes())));
+}
+
 #[divan::bench]
 fn dedup_key(bencher: Bencher) {
     let events = normalize(
