@@ -318,14 +318,33 @@ fn parse_integer(text: &str) -> Option<i64> {
 /// that no identifier is rounded through floating point.
 pub fn exact_value(raw: &RawValue) -> Value {
     let text = raw.get();
-    if JsonType::of(raw) == JsonType::Number
-        && !text.contains(['.', 'e', 'E'])
-        && text.parse::<i64>().is_err()
-        && text.parse::<u64>().is_err()
-    {
-        return Value::String(text.to_owned());
+    match JsonType::of(raw) {
+        JsonType::Number
+            if !text.contains(['.', 'e', 'E'])
+                && text.parse::<i64>().is_err()
+                && text.parse::<u64>().is_err() =>
+        {
+            Value::String(text.to_owned())
+        }
+        // Nested values too: a provider's object of ids keeps every digit.
+        JsonType::Object if text.bytes().any(|b| b.is_ascii_digit()) => {
+            serde_json::from_str::<Entries<'_>>(text).map_or(Value::Null, |entries| {
+                Value::Object(
+                    entries
+                        .0
+                        .into_iter()
+                        .map(|(key, value)| (key.into_owned(), exact_value(value)))
+                        .collect(),
+                )
+            })
+        }
+        JsonType::Array if text.bytes().any(|b| b.is_ascii_digit()) => {
+            serde_json::from_str::<Vec<&RawValue>>(text).map_or(Value::Null, |items| {
+                Value::Array(items.into_iter().map(exact_value).collect())
+            })
+        }
+        _ => serde_json::from_str(text).unwrap_or(Value::Null),
     }
-    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// Returns at most `max` characters of `text`.
@@ -425,6 +444,12 @@ mod tests {
             .unwrap()
             .rest_into(&mut metadata);
         assert_eq!(metadata["contactId"], "98765432109876543210");
+        let nested =
+            raw(r#"{"ids": {"a": 98765432109876543210, "b": [12345678901234567890123, 1.5]}}"#);
+        let value = exact_value(&nested);
+        assert_eq!(value["ids"]["a"], "98765432109876543210");
+        assert_eq!(value["ids"]["b"][0], "12345678901234567890123");
+        assert_eq!(value["ids"]["b"][1], 1.5);
     }
 
     #[test]
