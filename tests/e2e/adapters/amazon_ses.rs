@@ -17,9 +17,9 @@
 //! `metadata.ses_tags`; the fields the kind is decided from kept in metadata.
 
 use mailwarden::config::{Secret, SourceConfig};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Expected, check};
+use super::{Expected, check, merged};
 use crate::helpers::{TestApp, read_fixture, spawn_app, spawn_app_with, test_config};
 use crate::signing::{self, SNS_TOPIC};
 
@@ -31,15 +31,6 @@ const EVENT_MESSAGE_ID: &str = "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a
 const EVENT_SUBJECT: &str = "Message sent from Amazon SES";
 /// Time of every classic notification sample (bounce, complaint, delivery and mail).
 const CLASSIC_AT: &str = "2016-01-27T14:59:38.237Z";
-
-/// `extras` merged into one object, later ones winning.
-fn merged(extras: &[Value]) -> Value {
-    let mut all = Map::new();
-    for extra in extras {
-        all.extend(extra.as_object().expect("metadata is an object").clone());
-    }
-    Value::Object(all)
-}
 
 /// The envelope fields every SNS-delivered event keeps.
 fn sns(fixture: &str) -> Value {

@@ -14,9 +14,9 @@
 //! 1365109999 (when it was sent; kept as `msg_ts`), custom metadata `{"user_id": 111}`.
 
 use mailwarden::config::{Secret, SourceConfig};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Expected, assert_fixture, check};
+use super::{Expected, assert_fixture, check, merged};
 use crate::helpers::{TestApp, all_fixtures, read_fixture, spawn_app, spawn_app_with};
 use crate::signing;
 
@@ -46,15 +46,6 @@ fn sample(event: &'static str, kind: &'static str) -> Expected {
         tags: TAGS,
         ..Expected::default()
     }
-}
-
-/// `extras` merged into one object, later ones winning.
-fn merged(extras: &[Value]) -> Value {
-    let mut all = Map::new();
-    for extra in extras {
-        all.extend(extra.as_object().expect("metadata is an object").clone());
-    }
-    Value::Object(all)
 }
 
 /// Metadata of every message event of the test batch: `msg.state`, `msg._version`,

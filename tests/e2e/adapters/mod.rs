@@ -21,7 +21,7 @@ mod sendpulse;
 mod sparkpost;
 
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::helpers::{all_fixtures, read_fixture, spawn_app};
 
@@ -210,6 +210,15 @@ pub fn check(provider: &str, event: &Value, element: &Value, expected: &Expected
         "warnings; {context}"
     );
     assert_eq!(field("raw").as_ref(), Some(element), "raw; {context}");
+}
+
+/// `extras` merged into one object, later ones winning.
+pub fn merged(extras: &[Value]) -> Value {
+    let mut all = Map::new();
+    for extra in extras {
+        all.extend(extra.as_object().expect("metadata is an object").clone());
+    }
+    Value::Object(all)
 }
 
 /// Posts `fixture` and checks its events, in order, against `expected`.

@@ -16,7 +16,7 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Expected, assert_fixture, check};
+use super::{Expected, assert_fixture, check, merged};
 use crate::helpers::{TestApp, all_fixtures, read_fixture, spawn_app};
 
 /// `timestamp` 1513299569 of the 2017 reference samples.
@@ -34,15 +34,6 @@ const PLACEHOLDER_EVENT_ID: &str = "field `sg_event_id`: `sg_event_id` is a plac
 const PLACEHOLDER_MESSAGE_ID: &str = "field `sg_message_id`: `sg_message_id` is a placeholder of SendGrid's samples, not an id; kept in metadata";
 const INTERNAL_EVENT_ID: &str = "field `sg_event_id`: `sendgrid_internal_event_id` is a placeholder of SendGrid's samples, not an id; kept in metadata";
 const INTERNAL_MESSAGE_ID: &str = "field `sg_message_id`: `sendgrid_internal_message_id` is a placeholder of SendGrid's samples, not an id; kept in metadata";
-
-/// `extras` merged into one object, later ones winning.
-fn merged(extras: &[Value]) -> Value {
-    let mut all = Map::new();
-    for extra in extras {
-        all.extend(extra.as_object().expect("metadata is an object").clone());
-    }
-    Value::Object(all)
-}
 
 /// An event of the 2017 reference samples: alex, its time, its message, `cat facts`.
 fn sample(event: &'static str, kind: &'static str, id: &'static str) -> Expected {

@@ -12,9 +12,9 @@
 
 use base64::Engine as _;
 use mailwarden::config::{Secret, SourceConfig};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Expected, assert_fixture, check};
+use super::{Expected, assert_fixture, check, merged};
 use crate::helpers::{TestApp, read_fixture, spawn_app, spawn_app_with};
 
 const RECIPIENT: &str = "recipient@example.com";
@@ -45,15 +45,6 @@ fn sample(event: &'static str, kind: &'static str) -> Expected {
         tags: TAGS,
         ..Expected::default()
     }
-}
-
-/// `extras` merged into one object, later ones winning.
-fn merged(extras: &[Value]) -> Value {
-    let mut all = Map::new();
-    for extra in extras {
-        all.extend(extra.as_object().expect("metadata is an object").clone());
-    }
-    Value::Object(all)
 }
 
 /// Metadata every documented e-mail sample event keeps, plus `extra`.
