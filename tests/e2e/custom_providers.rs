@@ -24,18 +24,9 @@ async fn app_with_scripts(scripts: &[(&str, &str)]) -> (TestApp, tempfile::TempD
     (app, dir)
 }
 
-/// Posts `body` to `source`; returns the stored events (without `raw`).
+/// Posts `body` to `source`; returns the answer and the stored events.
 async fn post_events(app: &TestApp, source: &str, body: &str) -> (Value, Vec<Value>) {
-    let (status, report) = app.post(source, body.to_owned()).await;
-    assert_eq!(status, 200, "{report}");
-    let mut events = Vec::new();
-    for id in report["event_ids"].as_array().cloned().unwrap_or_default() {
-        let (_, event) = app
-            .get(&format!("/api/events/{}", id.as_str().unwrap()))
-            .await;
-        events.push(event);
-    }
-    (report, events)
+    app.post_and_read(source, body.to_owned()).await
 }
 
 #[tokio::test]

@@ -160,6 +160,31 @@ impl TestApp {
         (status, response.json().await.expect("JSON answer"))
     }
 
+    /// Posts `body` to `source`, which must answer 200; returns the answer and the events
+    /// it stored, read back one by one.
+    pub async fn post_and_read(
+        &self,
+        source: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (Value, Vec<Value>) {
+        let (status, report) = self.post(source, body).await;
+        assert_eq!(status, 200, "{report}");
+        let events = self.stored_events(&report).await;
+        (report, events)
+    }
+
+    /// Reads back every event an ingest answer reports as stored, in order.
+    pub async fn stored_events(&self, report: &Value) -> Vec<Value> {
+        let mut events = Vec::new();
+        for id in report["event_ids"].as_array().expect("event_ids") {
+            let id = id.as_str().expect("ids are strings");
+            let (status, event) = self.get(&format!("/api/events/{id}")).await;
+            assert_eq!(status, 200, "{event}");
+            events.push(event);
+        }
+        events
+    }
+
     /// GETs `path` and returns status and JSON answer.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self

@@ -605,17 +605,7 @@ async fn brevo_batched_body_mixes_both_families() {
 
 /// Posts `body` to the `brevo` source and returns the report and the stored events.
 async fn post(app: &TestApp, body: &Value) -> (Value, Vec<Value>) {
-    let (status, report) = app.post("brevo", body.to_string()).await;
-    assert_eq!(status, 200, "{report}");
-    let mut events = Vec::new();
-    for id in report["event_ids"].as_array().expect("event_ids") {
-        let (status, event) = app
-            .get(&format!("/api/events/{}", id.as_str().expect("id")))
-            .await;
-        assert_eq!(status, 200, "{event}");
-        events.push(event);
-    }
-    (report, events)
+    app.post_and_read("brevo", body.to_string()).await
 }
 
 /// Posts one element and checks the one event it gives.

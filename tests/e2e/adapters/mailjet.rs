@@ -241,16 +241,7 @@ fn fixture(name: &str) -> Value {
 
 /// Posts `body` to the `mailjet` source; returns the report and the stored events.
 async fn post_and_read(app: &TestApp, body: String) -> (Value, Vec<Value>) {
-    let (status, report) = app.post("mailjet", body).await;
-    assert_eq!(status, 200, "{report}");
-    let mut events = Vec::new();
-    for id in report["event_ids"].as_array().expect("event_ids") {
-        let id = id.as_str().expect("ids are strings");
-        let (status, event) = app.get(&format!("/api/events/{id}")).await;
-        assert_eq!(status, 200, "{event}");
-        events.push(event);
-    }
-    (report, events)
+    app.post_and_read("mailjet", body).await
 }
 
 /// Posts each element as its own request and checks it against `expected`.

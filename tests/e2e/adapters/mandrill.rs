@@ -704,14 +704,7 @@ async fn mandrill_signed_source_checks_the_signature_and_passes_the_url_check() 
 async fn post_and_read(app: &TestApp, body: &str) -> (Value, Vec<Value>) {
     let (status, report) = post_body(app, FORM, signing::mandrill_form(body).into_bytes()).await;
     assert_eq!(status, 200, "{body}: {report}");
-    let mut events = Vec::new();
-    for id in report["event_ids"].as_array().expect("event_ids") {
-        let (status, event) = app
-            .get(&format!("/api/events/{}", id.as_str().unwrap()))
-            .await;
-        assert_eq!(status, 200, "{event}");
-        events.push(event);
-    }
+    let events = app.stored_events(&report).await;
     (report, events)
 }
 

@@ -998,17 +998,7 @@ async fn sendgrid_fixtures_are_distinct_events_and_their_retries_duplicates() {
 /// Posts `body` to the `sendgrid` source; returns the answer and the events it stored,
 /// read back one by one.
 async fn post(app: &TestApp, body: &Value) -> (Value, Vec<Value>) {
-    let (status, report) = app.post("sendgrid", body.to_string()).await;
-    assert_eq!(status, 200, "{report}");
-    let mut events = Vec::new();
-    for id in report["event_ids"].as_array().expect("event_ids") {
-        let (status, event) = app
-            .get(&format!("/api/events/{}", id.as_str().expect("id")))
-            .await;
-        assert_eq!(status, 200, "{event}");
-        events.push(event);
-    }
-    (report, events)
+    app.post_and_read("sendgrid", body.to_string()).await
 }
 
 /// Posts one element that must become exactly one event, and checks it.

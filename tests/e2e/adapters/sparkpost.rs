@@ -1408,17 +1408,7 @@ async fn sparkpost_bounce_classes_map_per_sparkposts_table() {
 
 /// Posts `body` (one request) and returns the answer and every event it stored.
 async fn post_and_read(app: &TestApp, body: &str) -> (Value, Vec<Value>) {
-    let (status, report) = app.post("sparkpost", body.to_owned()).await;
-    assert_eq!(status, 200, "{body}: {report}");
-    let mut events = Vec::new();
-    for id in report["event_ids"].as_array().expect("event_ids") {
-        let (status, event) = app
-            .get(&format!("/api/events/{}", id.as_str().unwrap()))
-            .await;
-        assert_eq!(status, 200, "{event}");
-        events.push(event);
-    }
-    (report, events)
+    app.post_and_read("sparkpost", body.to_owned()).await
 }
 
 #[tokio::test]
