@@ -22,6 +22,7 @@ use crate::ingest::verify::Token;
 use crate::ingest::verify::sns::Certificates;
 use crate::rules::runner::{RulesState, Runner};
 use crate::rules::{Rules, testing};
+use crate::store::retention::Purger;
 use crate::store::{Store, StoreOptions};
 use crate::telemetry;
 
@@ -32,6 +33,7 @@ pub struct Application {
     runner: Runner,
     executor: Arc<Executor>,
     watcher: Watcher,
+    purger: Purger,
 }
 
 impl Application {
@@ -63,6 +65,12 @@ impl Application {
             .context("cannot watch the providers directory")?;
         let ingestor = Ingestor::new(store.clone(), sources).with_waker(runner.waker());
         let executor = Arc::new(Executor::new(store.clone(), &config)?);
+        let purger = Purger::start(
+            store.clone(),
+            config.storage.retention(),
+            Duration::from_secs(config.storage.purge_interval_secs),
+        )
+        .context("cannot start the purge")?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -84,6 +92,7 @@ impl Application {
             runner,
             executor,
             watcher,
+            purger,
         })
     }
 
@@ -116,6 +125,7 @@ impl Application {
             runner,
             executor,
             watcher,
+            mut purger,
         } = self;
         let worker = Worker::start(executor);
         let store = state.store.clone();
@@ -127,6 +137,7 @@ impl Application {
             .context("server failed")?;
         worker.stop().await;
         tokio::task::spawn_blocking(move || {
+            purger.stop();
             watcher.stop();
             runner.stop();
         })

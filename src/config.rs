@@ -219,6 +219,16 @@ pub struct StorageConfig {
     pub cache_capacity_mb: u64,
     /// Most requests that share one group commit.
     pub max_group: usize,
+    /// Days events are kept, with their bodies, index entries, evaluation records and
+    /// dedup keys (fractions allowed: `0.5` is twelve hours). Suppressions are never
+    /// purged by age.
+    pub retain_days: f64,
+    /// Days dead-lettered actions and alert records are kept.
+    pub outbox_retain_days: f64,
+    /// Days quarantined bodies and elements are kept.
+    pub quarantine_retain_days: f64,
+    /// Seconds between purges of expired records (the first runs at start).
+    pub purge_interval_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -226,6 +236,22 @@ impl Default for StorageConfig {
         StorageConfig {
             cache_capacity_mb: 64,
             max_group: 512,
+            retain_days: 90.0,
+            outbox_retain_days: 90.0,
+            quarantine_retain_days: 90.0,
+            purge_interval_secs: 3_600,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Returns how long each kind of record is kept.
+    pub fn retention(&self) -> crate::store::retention::Retention {
+        let days = |days: f64| jiff::SignedDuration::from_secs_f64(days * 86_400.0);
+        crate::store::retention::Retention {
+            events: days(self.retain_days),
+            outbox: days(self.outbox_retain_days),
+            quarantine: days(self.quarantine_retain_days),
         }
     }
 }
@@ -454,6 +480,22 @@ impl Config {
         }
         if !(8..=16 * 1024).contains(&self.storage.cache_capacity_mb) {
             bail!("storage.cache_capacity_mb must be between 8 and 16384");
+        }
+        for (name, days) in [
+            ("retain_days", self.storage.retain_days),
+            ("outbox_retain_days", self.storage.outbox_retain_days),
+            (
+                "quarantine_retain_days",
+                self.storage.quarantine_retain_days,
+            ),
+        ] {
+            // Up to about 270 years: beyond that the cutoff leaves the id range.
+            if !(days > 0.0 && days <= 100_000.0) {
+                bail!("storage.{name} must be a number of days above 0 and at most 100000");
+            }
+        }
+        if self.storage.purge_interval_secs == 0 {
+            bail!("storage.purge_interval_secs must be at least 1");
         }
         if self.storage.max_group == 0 {
             bail!("storage.max_group must be at least 1");

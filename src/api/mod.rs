@@ -13,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod rules;
 pub mod sources;
+pub mod storage;
 pub mod suppressions;
 pub mod webhooks;
 
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/quarantine", get(events::quarantine))
         .route("/rules", get(rules::list))
         .route("/sources", get(sources::list))
+        .route("/storage", get(storage::summary))
         .route("/outbox", get(actions::outbox))
         .route("/outbox/{id}/retry", post(actions::retry))
         .route("/alerts", get(actions::alerts))
@@ -91,6 +93,16 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_request))
         .with_state(state)
+}
+
+/// Runs store work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| crate::store::StoreError::Commit(error.to_string()))?
+        .map_err(ApiError::from)
 }
 
 async fn not_found() -> ApiError {

@@ -21,7 +21,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiQuery, AppState};
+use super::{ApiError, ApiQuery, AppState, blocking};
 use crate::event::{EmailAddress, EventId};
 use crate::store::StoreError;
 use crate::store::suppressions::{SuppressOutcome, SuppressRequest, Suppression};
@@ -94,16 +94,6 @@ impl<'a> From<&'a Suppression> for Listed<'a> {
             expires_at: entry.expires_at,
         }
     }
-}
-
-/// Runs store work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| StoreError::Commit(error.to_string()))?
-        .map_err(ApiError::from)
 }
 
 /// Reads a request body of at most `limit` bytes.

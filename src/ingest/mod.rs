@@ -36,6 +36,7 @@ use serde_json::value::RawValue;
 
 use crate::config::Config;
 use crate::event::{EventId, EventKind};
+use crate::store::codec::{BlockHeader, RawLocator, Record};
 use crate::store::{
     IngestBatch, IngestOutcome, PreparedEvent, QuarantineEntry, Store, StoreError, Stored,
 };
@@ -306,17 +307,24 @@ fn prepare_request(
     let mut warnings = 0;
     let mut kinds = Vec::with_capacity(events.len());
     batch.events.reserve(events.len());
+    batch.block_header =
+        BlockHeader::new(body_id, &source.name, source.provider.name(), received_at).encode();
+    // The raw JSON of each event is kept once: as a byte range of the stored body where
+    // it is one (not in a decoded form field, say: then it is stored with the event).
+    let mut locator = RawLocator::new(body);
     for event in &events {
         if !event.warnings.is_empty() {
             warnings += 1;
         }
+        debug_assert!(event.source == source.name && event.received_at == received_at);
         kinds.push(event.kind);
+        let dedup = dedup_key(event);
         batch.events.push(PreparedEvent {
-            dedup: dedup_key(event),
+            dedup,
             kind: event.kind,
             recipient: event.recipient.as_str().to_owned(),
             received_minute,
-            json: serde_json::to_vec(event).expect("event serializes"),
+            record: Record::of(event, dedup, &mut locator).encode(),
         });
     }
     Ok(Prepared {

@@ -17,7 +17,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::{mpsc, oneshot};
 
-use super::events::Block;
+use super::codec;
 use super::keys::{self, KindCounts, Resolution};
 use super::{IdGenerator, StoreError, StoreOptions, Trees};
 use crate::event::{EventId, EventKind};
@@ -43,8 +43,8 @@ pub struct PreparedEvent {
     pub recipient: String,
     /// Minute (since the epoch) the event was received in, for the stats.
     pub received_minute: u64,
-    /// The event as stored: JSON without its id.
-    pub json: Vec<u8>,
+    /// The event as stored: its encoded [`Record`](super::codec::Record).
+    pub record: Vec<u8>,
 }
 
 /// Everything one request writes.
@@ -52,6 +52,8 @@ pub struct PreparedEvent {
 pub struct IngestBatch {
     /// Source the events were posted to.
     pub source: String,
+    /// Encoded [`BlockHeader`](super::codec::BlockHeader) of the request's blocks.
+    pub block_header: Vec<u8>,
     /// Events to store unless already stored.
     pub events: Vec<PreparedEvent>,
     /// Quarantine entries, serialized.
@@ -105,6 +107,24 @@ enum Job {
     Flush {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Purge {
+        removal: Removal,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// Expired event blocks and their index entries, removed by the writer (which owns the
+/// event count) in one transaction.
+#[derive(Debug, Default)]
+pub struct Removal {
+    /// First ids of the blocks.
+    pub blocks: Vec<EventId>,
+    /// Number of events in them.
+    pub events: u64,
+    /// Their dedup keys.
+    pub dedup: Vec<[u8; 16]>,
+    /// Their recipient index keys.
+    pub recipients: Vec<Vec<u8>>,
 }
 
 /// The sending side of the writer; owned by the store.
@@ -160,6 +180,15 @@ impl Writer {
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(crate) fn purge(&self, removal: Removal) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        sender
+            .blocking_send(Job::Purge { removal, reply })
+            .map_err(|_| StoreError::Closed)?;
+        answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
     pub(crate) fn flush_blocking(&self) -> Result<(), StoreError> {
@@ -252,7 +281,7 @@ impl WriterThread {
             .iter()
             .filter_map(|job| match job {
                 Job::Ingest { batch, .. } => Some(batch),
-                Job::Flush { .. } => None,
+                Job::Flush { .. } | Job::Purge { .. } => None,
             })
             .collect();
         let applied = if batches.is_empty() {
@@ -260,6 +289,14 @@ impl WriterThread {
         } else {
             self.apply(&batches)
         };
+        let purged: Vec<Result<(), String>> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::Purge { removal, .. } => Some(self.remove(removal)),
+                _ => None,
+            })
+            .collect();
+        let mut purged = purged.into_iter();
         let started = Instant::now();
         let flushed = self.db.flush().map(drop).map_err(|error| error.to_string());
         let flush_time = started.elapsed();
@@ -293,9 +330,46 @@ impl WriterThread {
                 Job::Flush { reply } => {
                     let _ = reply.send(flushed.clone().map_err(StoreError::Commit));
                 }
+                Job::Purge { reply, .. } => {
+                    let result = purged
+                        .next()
+                        .unwrap_or_else(|| Err("missing purge outcome".into()))
+                        .and(flushed.clone())
+                        .map_err(StoreError::Commit);
+                    let _ = reply.send(result);
+                }
             }
         }
         flush_time
+    }
+
+    /// Removes one slice of expired blocks with their index entries, and takes them off
+    /// the event count.
+    fn remove(&self, removal: &Removal) -> Result<(), String> {
+        let t = &self.trees;
+        let result = (&t.events, &t.dedup, &t.by_recipient, &t.meta).transaction(
+            |(events, dedup, by_recipient, meta)| {
+                for block in &removal.blocks {
+                    events.remove(&block.to_be_bytes())?;
+                }
+                for key in &removal.dedup {
+                    dedup.remove(key)?;
+                }
+                for key in &removal.recipients {
+                    by_recipient.remove(key.as_slice())?;
+                }
+                let count = keys::decode_count(meta.get(keys::META_EVENT_COUNT)?.as_deref());
+                meta.insert(
+                    keys::META_EVENT_COUNT,
+                    &count.saturating_sub(removal.events).to_be_bytes(),
+                )?;
+                Ok(())
+            },
+        );
+        result.map_err(|error: TransactionError<()>| match error {
+            TransactionError::Abort(()) => "purge aborted".to_owned(),
+            TransactionError::Storage(error) => error.to_string(),
+        })
     }
 
     /// Applies every batch in one transaction; returns one outcome per batch. Each
@@ -311,92 +385,108 @@ impl WriterThread {
             &t.quarantine,
             &t.stats,
             &t.bodies,
+            &t.meta,
         );
-        let result = trees.transaction(|(events, dedup, pending, quarantine, stats, bodies)| {
-            let mut outcomes = Vec::with_capacity(batches.len());
-            let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
-            for batch in batches {
-                let mut outcome = IngestOutcome::default();
-                if let Some((id, body)) = &batch.body {
-                    bodies.insert(&id.to_be_bytes(), body.as_slice())?;
-                }
-                // First pass: which events are new. Dedup keys written earlier in this
-                // transaction are visible, so a batch repeating an event stores it once.
-                let mut fresh: Vec<&PreparedEvent> = Vec::with_capacity(batch.events.len());
-                let mut slots = Vec::with_capacity(batch.events.len());
-                let mut pending_keys: HashMap<[u8; 16], usize> = HashMap::new();
-                for event in &batch.events {
-                    if let Some(existing) = dedup.get(event.dedup)? {
-                        let id = EventId::from_be_slice(&existing).ok_or_else(|| {
-                            ConflictableTransactionError::Abort("corrupt dedup entry".to_owned())
-                        })?;
-                        slots.push(Slot::Old(id));
-                    } else if let Some(&index) = pending_keys.get(&event.dedup) {
-                        slots.push(Slot::Repeat(index));
-                    } else {
-                        pending_keys.insert(event.dedup, fresh.len());
-                        slots.push(Slot::New(fresh.len()));
-                        fresh.push(event);
+        let result = trees.transaction(
+            |(events, dedup, pending, quarantine, stats, bodies, meta)| {
+                let mut outcomes = Vec::with_capacity(batches.len());
+                let mut stored = 0;
+                let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
+                for batch in batches {
+                    let mut outcome = IngestOutcome::default();
+                    if let Some((id, body)) = &batch.body {
+                        bodies.insert(&id.to_be_bytes(), body.as_slice())?;
                     }
-                }
-                if !fresh.is_empty() {
-                    let base = self.ids.reserve(fresh.len() as u64);
-                    // Blocks of at most MAX_BLOCK_EVENTS: reading one event loads its
-                    // block, so blocks stay small enough for point reads to be cheap.
-                    for (chunk_index, chunk) in fresh.chunks(MAX_BLOCK_EVENTS).enumerate() {
-                        let first = EventId(base.0 + (chunk_index * MAX_BLOCK_EVENTS) as u64);
-                        let block = Block::encode(chunk.iter().map(|event| event.json.as_slice()));
-                        events.insert(&first.to_be_bytes(), block)?;
-                        pending
-                            .insert(&first.to_be_bytes(), &(chunk.len() as u32).to_be_bytes())?;
-                    }
-                    for (index, event) in fresh.iter().enumerate() {
-                        let id = EventId(base.0 + index as u64);
-                        dedup.insert(&event.dedup, &id.to_be_bytes())?;
-                        for resolution in Resolution::ALL {
-                            let bucket = resolution.bucket(event.received_minute);
-                            let slot = counts
-                                .entry((resolution, bucket, batch.source.as_str()))
-                                .or_insert([0; EventKind::ALL.len()]);
-                            slot[event.kind.index()] += 1;
+                    // First pass: which events are new. Dedup keys written earlier in this
+                    // transaction are visible, so a batch repeating an event stores it once.
+                    let mut fresh: Vec<&PreparedEvent> = Vec::with_capacity(batch.events.len());
+                    let mut slots = Vec::with_capacity(batch.events.len());
+                    let mut pending_keys: HashMap<[u8; 16], usize> = HashMap::new();
+                    for event in &batch.events {
+                        if let Some(existing) = dedup.get(event.dedup)? {
+                            let id = EventId::from_be_slice(&existing).ok_or_else(|| {
+                                ConflictableTransactionError::Abort(
+                                    "corrupt dedup entry".to_owned(),
+                                )
+                            })?;
+                            slots.push(Slot::Old(id));
+                        } else if let Some(&index) = pending_keys.get(&event.dedup) {
+                            slots.push(Slot::Repeat(index));
+                        } else {
+                            pending_keys.insert(event.dedup, fresh.len());
+                            slots.push(Slot::New(fresh.len()));
+                            fresh.push(event);
                         }
                     }
-                    for slot in slots {
-                        outcome.events.push(match slot {
-                            Slot::Old(id) => Stored::Duplicate(id),
-                            Slot::New(index) => Stored::New(EventId(base.0 + index as u64)),
-                            Slot::Repeat(index) => {
-                                Stored::Duplicate(EventId(base.0 + index as u64))
+                    if !fresh.is_empty() {
+                        stored += fresh.len() as u64;
+                        let base = self.ids.reserve(fresh.len() as u64);
+                        // Blocks of at most MAX_BLOCK_EVENTS: reading one event loads its
+                        // block, so blocks stay small enough for point reads to be cheap.
+                        for (chunk_index, chunk) in fresh.chunks(MAX_BLOCK_EVENTS).enumerate() {
+                            let first = EventId(base.0 + (chunk_index * MAX_BLOCK_EVENTS) as u64);
+                            let block = codec::encode_block(
+                                &batch.block_header,
+                                chunk.iter().map(|event| event.record.as_slice()),
+                            );
+                            events.insert(&first.to_be_bytes(), block)?;
+                            pending.insert(
+                                &first.to_be_bytes(),
+                                &(chunk.len() as u32).to_be_bytes(),
+                            )?;
+                        }
+                        for (index, event) in fresh.iter().enumerate() {
+                            let id = EventId(base.0 + index as u64);
+                            dedup.insert(&event.dedup, &id.to_be_bytes())?;
+                            for resolution in Resolution::ALL {
+                                let bucket = resolution.bucket(event.received_minute);
+                                let slot = counts
+                                    .entry((resolution, bucket, batch.source.as_str()))
+                                    .or_insert([0; EventKind::ALL.len()]);
+                                slot[event.kind.index()] += 1;
                             }
-                        });
-                    }
-                } else {
-                    for slot in slots {
-                        if let Slot::Old(id) = slot {
-                            outcome.events.push(Stored::Duplicate(id));
+                        }
+                        for slot in slots {
+                            outcome.events.push(match slot {
+                                Slot::Old(id) => Stored::Duplicate(id),
+                                Slot::New(index) => Stored::New(EventId(base.0 + index as u64)),
+                                Slot::Repeat(index) => {
+                                    Stored::Duplicate(EventId(base.0 + index as u64))
+                                }
+                            });
+                        }
+                    } else {
+                        for slot in slots {
+                            if let Slot::Old(id) = slot {
+                                outcome.events.push(Stored::Duplicate(id));
+                            }
                         }
                     }
+                    for entry in &batch.quarantine {
+                        let id = self.ids.next();
+                        quarantine.insert(&id.to_be_bytes(), entry.as_slice())?;
+                        outcome.quarantined.push(id);
+                    }
+                    outcomes.push(outcome);
                 }
-                for entry in &batch.quarantine {
-                    let id = self.ids.next();
-                    quarantine.insert(&id.to_be_bytes(), entry.as_slice())?;
-                    outcome.quarantined.push(id);
+                for ((resolution, bucket, source), added) in counts {
+                    let key = keys::stats_key(resolution, bucket, source);
+                    let mut total = stats
+                        .get(&key)?
+                        .map(|value| keys::decode_counts(&value))
+                        .unwrap_or([0; EventKind::ALL.len()]);
+                    for (sum, add) in total.iter_mut().zip(added) {
+                        *sum += add;
+                    }
+                    stats.insert(key, keys::encode_counts(&total))?;
                 }
-                outcomes.push(outcome);
-            }
-            for ((resolution, bucket, source), added) in counts {
-                let key = keys::stats_key(resolution, bucket, source);
-                let mut total = stats
-                    .get(&key)?
-                    .map(|value| keys::decode_counts(&value))
-                    .unwrap_or([0; EventKind::ALL.len()]);
-                for (sum, add) in total.iter_mut().zip(added) {
-                    *sum += add;
+                if stored > 0 {
+                    let count = keys::decode_count(meta.get(keys::META_EVENT_COUNT)?.as_deref());
+                    meta.insert(keys::META_EVENT_COUNT, &(count + stored).to_be_bytes())?;
                 }
-                stats.insert(key, keys::encode_counts(&total))?;
-            }
-            Ok(outcomes)
-        });
+                Ok(outcomes)
+            },
+        );
         result.map_err(|error| match error {
             TransactionError::Abort(reason) => reason,
             TransactionError::Storage(error) => error.to_string(),
@@ -418,5 +508,6 @@ fn job_events(job: &Job) -> usize {
     match job {
         Job::Ingest { batch, .. } => batch.events.len() + batch.quarantine.len(),
         Job::Flush { .. } => 0,
+        Job::Purge { removal, .. } => removal.events as usize,
     }
 }

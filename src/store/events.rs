@@ -3,6 +3,7 @@
 
 use jiff::Timestamp;
 
+use super::codec::{self, BlockHeader, CodecError, Record};
 use super::{Store, StoreError, keys};
 use crate::event::{EmailAddress, Event, EventId, EventKind};
 
@@ -38,37 +39,71 @@ pub struct EventPage {
     pub next_cursor: Option<EventId>,
 }
 
-/// The events of one request, stored as one value: a u32 count, then for each event a
-/// u32 length and the event's JSON. Event `i` has the block's first id plus `i`.
-#[derive(Clone, Copy)]
+/// A stored block: the events of one request, in the schema-2 encoding (see [`codec`])
+/// or, for blocks written before it, schema 1 (a u32 count, then a u32 length and the
+/// event's JSON per event). Event `i` has the block's first id plus `i`.
 pub struct Block<'a> {
-    bytes: &'a [u8],
+    header: Option<BlockHeader<'a>>,
+    count: usize,
+    entries: &'a [u8],
 }
 
 impl<'a> Block<'a> {
     /// Reads a stored block.
-    pub fn new(bytes: &'a [u8]) -> Block<'a> {
-        Block { bytes }
+    pub fn parse(bytes: &'a [u8]) -> Result<Block<'a>, StoreError> {
+        let malformed = || corrupt(keys::EVENTS, "truncated block");
+        let u32_at = |at: usize| -> Result<usize, StoreError> {
+            let word = bytes.get(at..at + 4).ok_or_else(malformed)?;
+            Ok(u32::from_be_bytes(word.try_into().expect("4 bytes")) as usize)
+        };
+        if bytes.first() == Some(&codec::BLOCK_V2) {
+            let count = u32_at(1)?;
+            let header_len = u32_at(5)?;
+            let header_bytes = bytes.get(9..9 + header_len).ok_or_else(malformed)?;
+            let header = postcard::from_bytes(header_bytes)
+                .map_err(|error| corrupt(keys::EVENTS, &format!("block header: {error}")))?;
+            Ok(Block {
+                header: Some(header),
+                count,
+                entries: &bytes[9 + header_len..],
+            })
+        } else {
+            Ok(Block {
+                header: None,
+                count: u32_at(0)?,
+                entries: &bytes[4..],
+            })
+        }
     }
 
     /// Number of events.
     pub fn len(&self) -> usize {
-        self.bytes.get(..4).map_or(0, |b| {
-            u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize
-        })
+        self.count
     }
 
     /// Whether the block holds no event.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.count == 0
     }
 
-    /// The JSON of every event, in order.
+    /// Whether the block has the schema-1 encoding.
+    pub fn is_schema_1(&self) -> bool {
+        self.header.is_none()
+    }
+
+    /// Id of the request body the events' raw JSON refers to.
+    pub fn body_id(&self) -> Option<EventId> {
+        self.header
+            .as_ref()
+            .map(|header| EventId(header.body))
+            .filter(|id| id.0 != 0)
+    }
+
+    /// The encoded events, in order.
     pub fn entries(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let bytes = self.bytes;
-        let count = self.len();
-        let mut offset = 4;
-        (0..count).map_while(move |_| {
+        let bytes = self.entries;
+        let mut offset = 0;
+        (0..self.count).map_while(move |_| {
             let len = bytes.get(offset..offset + 4)?;
             let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
             let entry = bytes.get(offset + 4..offset + 4 + len)?;
@@ -77,27 +112,136 @@ impl<'a> Block<'a> {
         })
     }
 
-    /// The JSON of event `index`.
-    pub fn get(&self, index: usize) -> Option<&'a [u8]> {
-        self.entries().nth(index)
+    /// Decodes one entry as event `id`, reading the request body from `bodies` when its
+    /// raw JSON is there.
+    pub(crate) fn decode(
+        &self,
+        id: EventId,
+        entry: &[u8],
+        bodies: &mut BodyCache<'_>,
+    ) -> Result<Event, StoreError> {
+        let Some(header) = &self.header else {
+            return decode_event(id, entry);
+        };
+        let unreadable = |error: CodecError| StoreError::Corrupt {
+            tree: keys::EVENTS,
+            reason: format!("{id}: {error}"),
+        };
+        let record = Record::decode(entry).map_err(unreadable)?;
+        let body = if record.needs_body() {
+            bodies.get(EventId(header.body))?
+        } else {
+            None
+        };
+        record.into_event(id, header, body).map_err(unreadable)
     }
 
-    /// Encodes events' JSON as a block.
-    pub fn encode<'e>(events: impl ExactSizeIterator<Item = &'e [u8]>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + events.len() * 700);
-        out.extend_from_slice(&(events.len() as u32).to_be_bytes());
-        for event in events {
-            out.extend_from_slice(&(event.len() as u32).to_be_bytes());
-            out.extend_from_slice(event);
+    /// Returns what the indexes need of one entry: recipient, kind and, for schema 2,
+    /// the dedup key (schema-1 entries do not hold it).
+    pub(crate) fn summary(&self, entry: &'a [u8]) -> Result<EntrySummary<'a>, StoreError> {
+        let unreadable = |reason: String| StoreError::Corrupt {
+            tree: keys::EVENTS,
+            reason,
+        };
+        if self.header.is_some() {
+            let record = Record::decode(entry).map_err(|error| unreadable(error.to_string()))?;
+            let kind = record
+                .kind()
+                .map_err(|error| unreadable(error.to_string()))?;
+            Ok(EntrySummary {
+                dedup: Some(record.dedup),
+                kind,
+                recipient: std::borrow::Cow::Owned(record.recipient().to_owned()),
+            })
+        } else {
+            #[derive(serde::Deserialize)]
+            struct Fields<'a> {
+                #[serde(borrow)]
+                recipient: std::borrow::Cow<'a, str>,
+                kind: EventKind,
+            }
+            let fields: Fields<'a> =
+                serde_json::from_slice(entry).map_err(|error| unreadable(error.to_string()))?;
+            Ok(EntrySummary {
+                dedup: None,
+                kind: fields.kind,
+                recipient: fields.recipient,
+            })
         }
-        out
+    }
+}
+
+/// What the indexes need of one stored event.
+pub(crate) struct EntrySummary<'a> {
+    /// Dedup key (schema 2 only).
+    pub(crate) dedup: Option<[u8; 16]>,
+    /// Kind.
+    pub(crate) kind: EventKind,
+    /// Bare recipient.
+    pub(crate) recipient: std::borrow::Cow<'a, str>,
+}
+
+/// Request bodies read while decoding events, the last one kept: the events of one block
+/// (and of neighbouring blocks) share their body.
+pub(crate) struct BodyCache<'s> {
+    store: Option<&'s Store>,
+    current: Option<(EventId, Option<(sled::IVec, usize)>)>,
+}
+
+impl<'s> BodyCache<'s> {
+    pub(crate) fn new(store: &'s Store) -> BodyCache<'s> {
+        BodyCache {
+            store: Some(store),
+            current: None,
+        }
+    }
+
+    /// A cache that finds no body (for schema-1 blocks, which need none).
+    pub(crate) fn detached() -> BodyCache<'static> {
+        BodyCache {
+            store: None,
+            current: None,
+        }
+    }
+
+    /// Returns the bytes of body `id` as received (without the stored header).
+    fn get(&mut self, id: EventId) -> Result<Option<&[u8]>, StoreError> {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(current, _)| *current != id)
+        {
+            let value = match self.store {
+                Some(store) => store.trees().bodies.get(id.to_be_bytes())?,
+                None => None,
+            };
+            let loaded = value.and_then(|value| {
+                let header_len = u32::from_be_bytes(value.get(..4)?.try_into().ok()?) as usize;
+                let start = 4 + header_len;
+                (start <= value.len()).then_some((value, start))
+            });
+            self.current = Some((id, loaded));
+        }
+        Ok(self
+            .current
+            .as_ref()
+            .and_then(|(_, loaded)| loaded.as_ref())
+            .map(|(value, start)| &value[*start..]))
     }
 }
 
 impl Store {
     /// Returns the event stored under `id`.
     pub fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        let Some((key, block)) = self
+        self.event_with(id, &mut BodyCache::new(self))
+    }
+
+    fn event_with(
+        &self,
+        id: EventId,
+        bodies: &mut BodyCache<'_>,
+    ) -> Result<Option<Event>, StoreError> {
+        let Some((key, value)) = self
             .trees()
             .events
             .range(..=id.to_be_bytes())
@@ -108,8 +252,9 @@ impl Store {
         };
         let base = block_id(&key)?;
         let index = (id.0 - base.0) as usize;
-        match Block::new(&block).get(index) {
-            Some(json) => decode_event(id, json).map(Some),
+        let block = Block::parse(&value)?;
+        match block.entries().nth(index) {
+            Some(entry) => block.decode(id, entry, bodies).map(Some),
             None => Ok(None),
         }
     }
@@ -140,14 +285,11 @@ impl Store {
         };
         let full =
             |page: &EventPage, scanned: usize| page.events.len() >= limit || scanned >= MAX_SCAN;
+        let mut bodies = BodyCache::new(self);
         if let Some(recipient) = &query.recipient {
             // Newest first: blocks the rules runner has not indexed yet (always the newest),
             // then the recipient index.
             let mut seen = std::collections::HashSet::new();
-            let needle = format!(
-                "\"recipient\":{}",
-                serde_json::to_string(recipient.as_str()).unwrap_or_default()
-            );
             // Only blocks past the indexed watermark need a scan.
             let after = self.indexed_through();
             let unindexed = (
@@ -163,24 +305,23 @@ impl Store {
                 .map(|key| key.map_err(StoreError::from).and_then(|k| block_id(&k)))
                 .collect::<Result<_, _>>()?;
             'blocks: for base in pending {
-                let Some(block) = self.trees().events.get(base.to_be_bytes())? else {
+                let Some(value) = self.trees().events.get(base.to_be_bytes())? else {
                     continue;
                 };
-                let entries: Vec<&[u8]> = Block::new(&block).entries().collect();
-                for (index, json) in entries.iter().enumerate().rev() {
+                let block = Block::parse(&value)?;
+                let entries: Vec<&[u8]> = block.entries().collect();
+                for (index, entry) in entries.iter().enumerate().rev() {
                     let id = EventId(base.0 + index as u64);
                     if id >= upper || id < lower {
                         continue;
                     }
                     scanned += 1;
                     last_seen = Some(id);
-                    if contains(json, needle.as_bytes()) {
-                        let event = decode_event(id, json)?;
-                        if event.recipient == *recipient {
-                            seen.insert(id);
-                            if keep(&event) {
-                                page.events.push(event);
-                            }
+                    if block.summary(entry)?.recipient == recipient.as_str() {
+                        let event = block.decode(id, entry, &mut bodies)?;
+                        seen.insert(id);
+                        if keep(&event) {
+                            page.events.push(event);
                         }
                     }
                     if full(&page, scanned) {
@@ -205,7 +346,7 @@ impl Store {
                         .kind
                         .is_none_or(|kind| kind_code.first() == Some(&kind.code()));
                     if kind_matches {
-                        if let Some(event) = self.event(id)?.filter(keep) {
+                        if let Some(event) = self.event_with(id, &mut bodies)?.filter(keep) {
                             page.events.push(event);
                         }
                     }
@@ -216,20 +357,21 @@ impl Store {
             }
         } else {
             'scan: for entry in self.trees().events.range(..upper.to_be_bytes()).rev() {
-                let (key, block) = entry?;
+                let (key, value) = entry?;
                 let base = block_id(&key)?;
-                let entries: Vec<&[u8]> = Block::new(&block).entries().collect();
+                let block = Block::parse(&value)?;
+                let entries: Vec<&[u8]> = block.entries().collect();
                 if base.0 + (entries.len() as u64) <= lower.0 {
                     break;
                 }
-                for (index, json) in entries.iter().enumerate().rev() {
+                for (index, entry) in entries.iter().enumerate().rev() {
                     let id = EventId(base.0 + index as u64);
                     if id >= upper || id < lower {
                         continue;
                     }
                     scanned += 1;
                     last_seen = Some(id);
-                    let event = decode_event(id, json)?;
+                    let event = block.decode(id, entry, &mut bodies)?;
                     if keep(&event) {
                         page.events.push(event);
                     }
@@ -254,6 +396,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let mut events = Vec::new();
+        let mut bodies = BodyCache::new(self);
         // The block holding `from` may start before it.
         let start = match self
             .trees()
@@ -270,12 +413,13 @@ impl Store {
             .events
             .range(start.to_be_bytes()..=to.to_be_bytes())
         {
-            let (key, block) = entry?;
+            let (key, value) = entry?;
             let base = block_id(&key)?;
-            for (index, json) in Block::new(&block).entries().enumerate() {
+            let block = Block::parse(&value)?;
+            for (index, entry) in block.entries().enumerate() {
                 let id = EventId(base.0 + index as u64);
                 if id >= from && id <= to {
-                    events.push(decode_event(id, json)?);
+                    events.push(block.decode(id, entry, &mut bodies)?);
                 }
             }
             if events.len() >= limit {
@@ -286,20 +430,13 @@ impl Store {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|window| window == needle)
-}
-
 /// Reads a block key.
 pub(crate) fn block_id(key: &[u8]) -> Result<EventId, StoreError> {
     EventId::from_be_slice(key).ok_or_else(|| corrupt(keys::EVENTS, "key is not an event id"))
 }
 
 /// Decodes a stored event value, setting its id from the key.
-pub(crate) fn decode_event(id: EventId, value: &[u8]) -> Result<Event, StoreError> {
+fn decode_event(id: EventId, value: &[u8]) -> Result<Event, StoreError> {
     let mut event: Event = serde_json::from_slice(value).map_err(|error| StoreError::Corrupt {
         tree: keys::EVENTS,
         reason: format!("{id}: {error}"),

@@ -10,11 +10,11 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `events` | first event id of a block | block: the events of one request, as JSON each (see `events::Block`) |
+//! | `events` | first event id of a block | block: the events of one request (see `codec`) |
 //! | `by_recipient` | recipient, `0x00`, event id | kind code (1 byte); written by the rules runner |
 //! | `dedup` | day of the event (u32), 12 bytes of a digest of source, kind, recipient and event identity | event id |
 //! | `pending` | first event id of a block | number of events (u32): waiting for the rules |
-//! | `bodies` | body id | header length (u32), header JSON, request body |
+//! | `bodies` | body id | header length (u32), header JSON, request body (events' raw JSON points into it) |
 //! | `quarantine` | entry id | quarantine JSON |
 //! | `stats` | resolution (1 byte), bucket start in minutes (u64), source | 14 × u64 counts, one per kind |
 //! | `evaluations` | event id | evaluation JSON: which rules ran, matched, queued what |
@@ -25,7 +25,7 @@
 //! | `suppressions` | bare address | suppression JSON |
 //! | `sources` | source name | source record JSON: last receive time, SNS subscriptions |
 //! | `certificates` | certificate URL | PEM signing certificate fetched from it |
-//! | `meta` | name | value |
+//! | `meta` | name | schema version, event count (u64), last purge (JSON) |
 
 use crate::event::{EventId, EventKind};
 
@@ -62,10 +62,22 @@ pub const CERTIFICATES: &str = "certificates";
 /// Store-wide settings such as the schema version.
 pub const META: &str = "meta";
 
-/// Key in [`META`] holding the schema version.
+/// Key in [`META`] holding the schema version (ASCII digits).
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
-/// Schema version written by this build.
-pub const SCHEMA_VERSION: &[u8] = b"1";
+/// Schema version written by this build: 2 added the compact event encoding (see
+/// `codec`), the event count and the purge record.
+pub const SCHEMA_VERSION: u32 = 2;
+/// Key in [`META`] holding the number of stored events (u64).
+pub const META_EVENT_COUNT: &[u8] = b"event_count";
+/// Key in [`META`] holding the last purge (JSON, see `retention::PurgeRecord`).
+pub const META_LAST_PURGE: &[u8] = b"last_purge";
+
+/// Decodes a big-endian u64 counter; absent or malformed counts zero.
+pub fn decode_count(value: Option<&[u8]>) -> u64 {
+    value
+        .and_then(|bytes| bytes.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
 
 /// Separator between the recipient and the id in [`BY_RECIPIENT`] keys. Addresses never
 /// contain it (control characters are refused by `EmailAddress::parse`).

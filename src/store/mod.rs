@@ -6,15 +6,18 @@
 //! always means "on disk" without paying one fsync per request. Reads go straight to sled.
 
 pub mod bodies;
+pub mod codec;
 pub mod commit;
 pub mod events;
 pub mod history;
 pub mod keys;
 pub mod outbox;
 pub mod quarantine;
+pub mod retention;
 pub mod rules;
 pub mod sources;
 pub mod suppressions;
+pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +53,24 @@ pub enum StoreError {
     /// The data directory is locked by another process.
     #[error("data directory {0} is in use by another mailwarden process")]
     Locked(PathBuf),
+    /// The store was written by a newer build, in a format this one does not know.
+    #[error(
+        "the store in {path} has schema version {found}, written by a newer mailwarden; this \
+         build reads versions up to {supported}: run the newer build, or restore a backup \
+         taken before the upgrade (`mailwarden restore --from FILE --data DIR`)"
+    )]
+    NewerSchema {
+        /// Store directory.
+        path: PathBuf,
+        /// Version recorded in it.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// Migrating the store to this build's format failed; the store was left at its old
+    /// version and the migration is tried again on the next start.
+    #[error("store upgrade failed: {0}")]
+    Upgrade(String),
 }
 
 /// How to open the store.
@@ -76,6 +97,7 @@ impl Default for StoreOptions {
 /// The trees of the database, opened once.
 #[derive(Clone)]
 pub(crate) struct Trees {
+    pub(crate) meta: sled::Tree,
     pub(crate) events: sled::Tree,
     pub(crate) by_recipient: sled::Tree,
     pub(crate) dedup: sled::Tree,
@@ -114,23 +136,34 @@ struct Inner {
 impl Store {
     /// Opens (or creates) the store in `path` and starts its writer thread.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_capacity)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|error| match error {
-                // sled reports a held file lock only through this message.
-                sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(path.to_owned())
+        let mut db = open_db(path, options)?;
+        let mut meta = db.open_tree(keys::META)?;
+        let found = upgrade::recorded_version(&meta)?;
+        match upgrade::plan(path, found)? {
+            upgrade::Plan::Current => {
+                if found.is_none() {
+                    upgrade::record_version(&meta, keys::SCHEMA_VERSION)?;
                 }
-                other => StoreError::Sled(other),
-            })?;
-        let meta = db.open_tree(keys::META)?;
-        if meta.get(keys::META_SCHEMA_VERSION)?.is_none() {
-            meta.insert(keys::META_SCHEMA_VERSION, keys::SCHEMA_VERSION)?;
+            }
+            upgrade::Plan::Migrate(version) => {
+                // The copy needs the files at rest: close the database first.
+                drop(meta);
+                db.flush()?;
+                drop(db);
+                let backup = upgrade::back_up(path, version)?;
+                tracing::warn!(
+                    from = version,
+                    to = keys::SCHEMA_VERSION,
+                    backup = %backup.display(),
+                    "migrating the store to this build's format; the copy can be deleted once the service runs well"
+                );
+                db = open_db(path, options)?;
+                upgrade::migrate(&db, version)?;
+                meta = db.open_tree(keys::META)?;
+            }
         }
         let trees = Trees {
+            meta,
             events: db.open_tree(keys::EVENTS)?,
             by_recipient: db.open_tree(keys::BY_RECIPIENT)?,
             dedup: db.open_tree(keys::DEDUP)?,
@@ -149,9 +182,10 @@ impl Store {
         };
         // The newest event block ends at its first id plus its length.
         let mut last = match trees.events.last()? {
-            Some((key, block)) => EventId::from_be_slice(&key).map_or(0, |base| {
-                base.0 + (events::Block::new(&block).len() as u64).saturating_sub(1)
-            }),
+            Some((key, block)) => {
+                let len = events::Block::parse(&block)?.len() as u64;
+                EventId::from_be_slice(&key).map_or(0, |base| base.0 + len.saturating_sub(1))
+            }
             None => 0,
         };
         for tree in [
@@ -236,6 +270,22 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
     }
+}
+
+/// Opens the sled database in `path`.
+fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(options.cache_capacity)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|error| match error {
+            // sled reports a held file lock only through this message.
+            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked(path.to_owned())
+            }
+            other => StoreError::Sled(other),
+        })
 }
 
 /// A handle to the store that does not keep it open (for caches that outlive a service

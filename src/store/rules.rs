@@ -10,7 +10,7 @@
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::events::{Block, block_id, decode_event};
+use super::events::{Block, BodyCache, block_id};
 use super::{Store, StoreError, keys};
 use crate::event::{Event, EventId};
 
@@ -23,14 +23,6 @@ pub struct EvaluatedBlock {
     pub records: Vec<(EventId, Vec<u8>)>,
     /// Actions to queue (JSON each).
     pub actions: Vec<Vec<u8>>,
-}
-
-/// The fields of a stored event the recipient index needs.
-#[derive(serde::Deserialize)]
-struct IndexFields<'a> {
-    #[serde(borrow)]
-    recipient: std::borrow::Cow<'a, str>,
-    kind: crate::event::EventKind,
 }
 
 /// A block waiting for the rules.
@@ -47,14 +39,16 @@ impl Store {
     pub fn pending_blocks(&self, max_events: usize) -> Result<Vec<PendingBlock>, StoreError> {
         let mut blocks = Vec::new();
         let mut total = 0;
+        let mut bodies = BodyCache::new(self);
         for entry in self.trees().pending.iter() {
             let (key, _) = entry?;
             let base = block_id(&key)?;
             let mut events = Vec::new();
-            if let Some(block) = self.trees().events.get(&key)? {
-                for (index, json) in Block::new(&block).entries().enumerate() {
+            if let Some(value) = self.trees().events.get(&key)? {
+                let block = Block::parse(&value)?;
+                for (index, entry) in block.entries().enumerate() {
                     let id = EventId(base.0 + index as u64);
-                    match decode_event(id, json) {
+                    match block.decode(id, entry, &mut bodies) {
                         Ok(event) => events.push(event),
                         Err(error) => {
                             tracing::error!(event = %id, %error, "stored event unreadable; not evaluated")
@@ -104,7 +98,7 @@ impl Store {
         let Some(block) = self.trees().events.get(&key)? else {
             return Ok(false);
         };
-        Ok(id.0 < base.0 + Block::new(&block).len() as u64)
+        Ok(id.0 < base.0 + Block::parse(&block)?.len() as u64)
     }
 
     /// Adds the events of pending blocks not yet in the recipient index to it, oldest
@@ -122,12 +116,13 @@ impl Store {
         for entry in self.trees().pending.range::<[u8; 8], _>(range) {
             let (key, _) = entry?;
             let base = block_id(&key)?;
-            if let Some(block) = self.trees().events.get(&key)? {
-                for (index, json) in Block::new(&block).entries().enumerate() {
+            if let Some(value) = self.trees().events.get(&key)? {
+                let block = Block::parse(&value)?;
+                for (index, entry) in block.entries().enumerate() {
                     let id = EventId(base.0 + index as u64);
                     // Only the two indexed fields are read: the evaluator decodes the whole
                     // event later, this must not do it twice.
-                    if let Ok(fields) = serde_json::from_slice::<IndexFields<'_>>(json) {
+                    if let Ok(fields) = block.summary(entry) {
                         batch.insert(
                             keys::recipient_key(&fields.recipient, id),
                             &[fields.kind.code()],

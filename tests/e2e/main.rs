@@ -10,5 +10,6 @@ mod ingest;
 mod rules;
 mod signing;
 mod sinks;
+mod storage;
 mod suppressions;
 mod verification;

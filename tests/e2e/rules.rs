@@ -22,7 +22,7 @@ fn repo() -> PathBuf {
 }
 
 /// Copies the shipped `rules/*.rhai` into `dir`.
-fn copy_shipped_rules(dir: &Path) {
+pub fn copy_shipped_rules(dir: &Path) {
     for rule in mailwarden::rules::rule_files(&repo().join("rules")) {
         let name = rule.file_name().expect("file name");
         std::fs::copy(&rule, dir.join(name)).expect("rule copied");
