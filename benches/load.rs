@@ -1,4 +1,4 @@
-//! Load benchmark: `cargo bench --bench load [-- --quick]`.
+//! Load benchmark: `cargo bench --bench load [-- --quick] [--store] [--peer] [--sustained SECS]`.
 //!
 //! Starts, on ephemeral ports with temporary data directories,
 //! - the ceiling: a trivial axum handler that reads the same bodies, parses the JSON and
@@ -6,31 +6,142 @@
 //! - mailwarden itself: the real release binary as a child process, with its default
 //!   durability (every 200 is on disk) and the shipped rules,
 //!
-//! drives both with the same keep-alive load generator, prints a table and writes
-//! `target/bench/results.json`. See BENCHMARKS.md for what each scenario means.
+//! drives both with the same keep-alive load generator, prints a table and the targets of
+//! issue 12 (information only: nothing asserts), and writes `target/bench/results.json`.
+//! The store scenario lives in `load/store.rs`, the Node-RED peer in `load/peer.rs`. See
+//! BENCHMARKS.md for what each scenario means.
+
+// The crate root is benches/load.rs, so its modules are found by path.
+#[path = "load/peer.rs"]
+mod peer;
+#[path = "load/store.rs"]
+mod store;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-/// Run settings.
-#[derive(Clone, Copy)]
+/// The p99 every round of single-event load should stay under (issue 12, point 8).
+const P99_TARGET_MS: f64 = 50.0;
+
+/// Run settings, from the command line.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 struct Settings {
     quick: bool,
+    /// Run only the store scenario (with the ratios to the ceiling its targets need).
+    store_only: bool,
+    /// Add the Node-RED peer scenario.
+    peer: bool,
     /// Length of each timed load phase.
+    #[serde(serialize_with = "seconds")]
     phase: Duration,
-    /// Events in the large-store scenario.
+    /// Events in the large store.
     store_events: usize,
-    /// Addresses on the suppression list in the suppression scenario.
+    /// Events between two samples while the large store fills.
+    sample_every: usize,
+    /// Addresses on the suppression list of the large store.
     suppressed: usize,
+    /// Expired events purged while single-event ingest is measured.
+    purge_events: usize,
+    /// Length of one round of the purge and sustained runs.
+    #[serde(serialize_with = "seconds")]
+    round: Duration,
+    /// Length of the sustained single-event run.
+    #[serde(serialize_with = "seconds")]
+    sustained: Duration,
+    /// Rounds of each side in the peer scenario.
+    peer_rounds: usize,
+}
+
+const USAGE: &str = "flags: --quick, --store (only the store scenario), --peer (add the Node-RED peer), --sustained SECS";
+
+impl Settings {
+    /// Reads the flags; `--bench`, which cargo passes to every benchmark, is ignored.
+    fn from_args(args: &[String]) -> Result<Settings, String> {
+        let (mut quick, mut store_only, mut peer, mut sustained) = (false, false, false, None);
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--store" => store_only = true,
+                "--peer" => peer = true,
+                "--sustained" => {
+                    let value = args.next().ok_or("--sustained needs a number of seconds")?;
+                    let secs = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|secs| *secs > 0)
+                        .ok_or(format!("--sustained {value}: not a number of seconds"))?;
+                    sustained = Some(Duration::from_secs(secs));
+                }
+                "--bench" => {}
+                other => return Err(format!("unknown argument `{other}`; {USAGE}")),
+            }
+        }
+        let phase = Duration::from_secs(if quick { 3 } else { 15 });
+        Ok(Settings {
+            quick,
+            store_only,
+            peer,
+            phase,
+            store_events: if quick { 100_000 } else { 1_000_000 },
+            sample_every: if quick { 20_000 } else { 100_000 },
+            suppressed: if quick { 100_000 } else { 1_000_000 },
+            purge_events: if quick { 50_000 } else { 1_000_000 },
+            round: if quick {
+                phase
+            } else {
+                Duration::from_secs(30)
+            },
+            sustained: sustained.unwrap_or(Duration::from_secs(if quick { 20 } else { 300 })),
+            peer_rounds: 3,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut scenarios = vec![if self.store_only {
+            "ratios to the ceiling, store"
+        } else {
+            "single, half rate, batches, mixed, store"
+        }];
+        if self.peer {
+            scenarios.push("Node-RED peer");
+        }
+        format!(
+            "scenarios: {}; phases of {} s\n  store: {} events sampled every {}, {} suppressions; purge of {} expired events; sustained {} s in rounds of {} s at 80% of the max single rate{}",
+            scenarios.join(", "),
+            self.phase.as_secs(),
+            self.store_events,
+            self.sample_every,
+            self.suppressed,
+            self.purge_events,
+            self.sustained.as_secs(),
+            self.round.as_secs(),
+            if self.peer {
+                format!(
+                    "\n  peer: Node-RED {}, {} rounds each of {} s, alternating, concurrency {}",
+                    peer::NODE_RED_VERSION,
+                    self.peer_rounds,
+                    self.phase.as_secs(),
+                    peer::CONCURRENCY
+                )
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
 }
 
 /// One measured load phase.
@@ -56,27 +167,122 @@ struct Measurement {
     note: Option<String>,
 }
 
+impl Measurement {
+    /// Requests answered with a 2xx.
+    fn answered(&self) -> u64 {
+        self.requests - self.errors
+    }
+}
+
+/// A figure next to its target from issue 12.
+#[derive(Debug, serde::Serialize)]
+struct Target {
+    figure: String,
+    value: String,
+    target: String,
+    met: bool,
+}
+
+/// Everything a run measured: the table's phases, named figures and the targets.
+#[derive(Default)]
+struct Report {
+    phases: Vec<Measurement>,
+    figures: serde_json::Map<String, Value>,
+    targets: Vec<Target>,
+}
+
+impl Report {
+    fn figure(&mut self, name: &str, value: impl serde::Serialize) {
+        self.figures.insert(name.to_owned(), json!(value));
+    }
+
+    /// Records `value` of `figure` against `target`, and prints it.
+    fn target(&mut self, figure: &str, value: String, target: &str, met: bool) {
+        say(&format!(
+            "  {figure}: {value}  [target {target}: {}]",
+            verdict(met)
+        ));
+        self.targets.push(Target {
+            figure: figure.to_owned(),
+            value,
+            target: target.to_owned(),
+            met,
+        });
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "PASS" } else { "MISS" }
+}
+
 /// What a body generator produces for request number `n`.
-type BodyFn = Arc<dyn Fn(u64) -> (Vec<u8>, usize) + Send + Sync>;
+type BodyFn = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
+
+/// A load phase: what to send, how many requests at once, for how long, how fast.
+#[derive(Clone)]
+struct Load {
+    scenario: String,
+    source: &'static str,
+    body: BodyFn,
+    concurrency: usize,
+    batch: usize,
+    duration: Duration,
+    /// Requests per second over all connections; `None` sends as fast as answers come.
+    rate: Option<f64>,
+}
+
+impl Load {
+    /// One Opptima event per request.
+    fn single(scenario: impl Into<String>, concurrency: usize, duration: Duration) -> Load {
+        Load {
+            scenario: scenario.into(),
+            source: "opptima",
+            body: Arc::new(opptima_body),
+            concurrency,
+            batch: 1,
+            duration,
+            rate: None,
+        }
+    }
+
+    /// SendPulse batches of `size` events (`mixed`: see [`sendpulse_batch`]).
+    fn sendpulse(
+        scenario: impl Into<String>,
+        size: usize,
+        mixed: bool,
+        concurrency: usize,
+        duration: Duration,
+    ) -> Load {
+        Load {
+            scenario: scenario.into(),
+            source: "sendpulse",
+            body: Arc::new(move |n| sendpulse_batch(n, size, mixed)),
+            concurrency,
+            batch: size,
+            duration,
+            rate: None,
+        }
+    }
+
+    fn paced(self, rate: f64) -> Load {
+        Load {
+            rate: Some(rate),
+            ..self
+        }
+    }
+
+    /// The webhook URL of this load's source on the ceiling or mailwarden.
+    fn url(&self, address: SocketAddr) -> String {
+        format!("http://{address}/webhooks/{}", self.source)
+    }
+}
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let settings = if quick {
-        Settings {
-            quick,
-            phase: Duration::from_secs(3),
-            store_events: 100_000,
-            suppressed: 100_000,
-        }
-    } else {
-        Settings {
-            quick,
-            phase: Duration::from_secs(15),
-            store_events: 1_000_000,
-            suppressed: 1_000_000,
-        }
-    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let settings = Settings::from_args(&args).unwrap_or_else(|error| {
+        eprintln!("{error}");
+        std::process::exit(2);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,242 +298,66 @@ async fn run(settings: Settings) {
         .expect("client");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = cpu_model();
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     say(&format!(
-        "mailwarden load benchmark ({} mode): {cores} cores, {cpu}; phases of {} s; durability: every 2xx flushed (group commit); rules: shipped rules/",
+        "mailwarden load benchmark ({} mode): {cores} cores, {cpu}, load average {}; durability: every 2xx flushed (group commit); rules: shipped rules/\n  {}",
         if settings.quick { "quick" } else { "full" },
-        settings.phase.as_secs()
+        load_average
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        settings.describe()
     ));
-    let mut results: Vec<Measurement> = Vec::new();
-    let mut extra = serde_json::Map::new();
-
+    let mut report = Report::default();
     let ceiling = start_ceiling().await;
     let work = tempfile::tempdir().expect("temp dir");
     let rules_dir = repo().join("rules");
-    let mut server = Server::start(&work.path().join("data"), &rules_dir, &[]);
 
-    // 1. Single-event posts (Opptima style), concurrency 64.
-    let single: BodyFn = Arc::new(|n| (opptima_body(n), 1));
-    let c = measure(
+    let max_single = ingest_against_ceiling(
         &client,
-        "single event (Opptima)",
-        "ceiling",
+        &settings,
         ceiling,
-        "opptima",
-        &single,
-        64,
-        1,
-        settings.phase,
-        None,
+        &work.path().join("data"),
+        &rules_dir,
+        &mut report,
     )
     .await;
-    let ceiling_single = c.requests_per_sec;
-    results.push(c);
-    let before = server.flushes(&client).await;
-    let mut m = measure(
+    if !settings.store_only {
+        mixed_stream(&client, &settings, work.path(), &rules_dir, &mut report).await;
+    }
+    store::run(
         &client,
-        "single event (Opptima)",
-        "mailwarden",
-        server.address,
-        "opptima",
-        &single,
-        64,
-        1,
-        settings.phase,
-        None,
+        &settings,
+        work.path(),
+        &rules_dir,
+        max_single,
+        &mut report,
     )
     .await;
-    m.ratio_to_ceiling = Some(m.requests_per_sec / ceiling_single);
-    m.fsyncs_per_request =
-        Some((server.flushes(&client).await - before) / m.requests.max(1) as f64);
-    let max_single = m.requests_per_sec;
-    results.push(m);
-
-    // 2. p99 at half the maximum request rate.
-    let mut half = measure(
-        &client,
-        "single event at 50% of max rate",
-        "mailwarden",
-        server.address,
-        "opptima",
-        &single,
-        64,
-        1,
-        settings.phase,
-        Some(max_single / 2.0),
-    )
-    .await;
-    half.note = Some(format!("paced at {:.0} req/s", max_single / 2.0));
-    results.push(half);
-
-    // 3. SendPulse-style batches of 500 events.
-    let batch: BodyFn = Arc::new(|n| (sendpulse_batch(n, 500, false), 500));
-    let c = measure(
-        &client,
-        "batches of 500 (SendPulse)",
-        "ceiling",
-        ceiling,
-        "sendpulse",
-        &batch,
-        8,
-        500,
-        settings.phase,
-        None,
-    )
-    .await;
-    let ceiling_batch = c.events_per_sec;
-    results.push(c);
-    let before = server.flushes(&client).await;
-    let mut m = measure(
-        &client,
-        "batches of 500 (SendPulse)",
-        "mailwarden",
-        server.address,
-        "sendpulse",
-        &batch,
-        8,
-        500,
-        settings.phase,
-        None,
-    )
-    .await;
-    m.ratio_to_ceiling = Some(m.events_per_sec / ceiling_batch);
-    m.fsyncs_per_request =
-        Some((server.flushes(&client).await - before) / m.requests.max(1) as f64);
-    results.push(m);
-    let drain = server.drain_time(&client).await;
-    extra.insert("drain_after_batches_secs".into(), json!(drain));
-
-    // 4. Mixed realistic stream, shipped rules; then 10 and 50 extra rules.
-    let mixed: BodyFn = Arc::new(|n| (sendpulse_batch(n, 100, true), 100));
-    for extra_rules in [0usize, 10, 50] {
-        let rules = if extra_rules == 0 {
-            rules_dir.clone()
-        } else {
-            let dir = work.path().join(format!("rules-{extra_rules}"));
-            write_rules(&rules_dir, &dir, extra_rules);
-            dir
-        };
-        server.stop();
-        let data = work.path().join(format!("data-mixed-{extra_rules}"));
-        server = Server::start(&data, &rules, &[]);
-        let started_evaluated = server
-            .metric(&client, "mailwarden_events_evaluated_total")
-            .await;
-        let load_started = Instant::now();
-        let mut m = measure(
-            &client,
-            &format!("mixed stream, shipped + {extra_rules} rules"),
-            "mailwarden",
-            server.address,
-            "sendpulse",
-            &mixed,
-            16,
-            100,
-            settings.phase,
-            None,
-        )
-        .await;
-        let drain = server.drain_time(&client).await;
-        let evaluated = server
-            .metric(&client, "mailwarden_events_evaluated_total")
-            .await
-            - started_evaluated;
-        let eval_rate = evaluated / (load_started.elapsed().as_secs_f64());
-        m.note = Some(format!(
-            "rules evaluated {eval_rate:.0} events/s overall; queue drained {drain:.2} s after the load stopped"
-        ));
-        extra.insert(
-            format!("rules_{extra_rules}_eval_events_per_sec"),
-            json!(eval_rate),
-        );
-        extra.insert(format!("rules_{extra_rules}_drain_secs"), json!(drain));
-        results.push(m);
+    if settings.peer {
+        peer::run(&client, &settings, work.path(), &rules_dir, &mut report).await;
     }
 
-    // 5. A large store: fill it through the real write path, then measure.
-    server.stop();
-    let big = work.path().join("data-big");
-    server = Server::start(&big, &rules_dir, &[]);
-    let fill_started = Instant::now();
-    let fill: BodyFn = Arc::new(|n| (sendpulse_batch(n + 1_000_000, 500, true), 500));
-    let requests = settings.store_events / 500;
-    let filled = fill_store(&client, server.address, &fill, requests).await;
-    let fill_secs = fill_started.elapsed().as_secs_f64();
-    say(&format!(
-        "store filled with {filled} events in {fill_secs:.1} s ({:.0} events/s)",
-        filled as f64 / fill_secs
-    ));
-    server.drain_time(&client).await;
-    let m = measure(
-        &client,
-        &format!("ingest into a store of {filled} events"),
-        "mailwarden",
-        server.address,
-        "sendpulse",
-        &batch,
-        8,
-        500,
-        settings.phase,
-        None,
-    )
-    .await;
-    results.push(m);
-    let query = query_latency(&client, server.address, 200).await;
-    extra.insert("recipient_query_p50_ms".into(), json!(query.0));
-    extra.insert("recipient_query_p99_ms".into(), json!(query.1));
-    let disk = dir_size(&big);
-    let stored = server.metric(&client, "mailwarden_events_total").await;
-    extra.insert(
-        "bytes_on_disk_per_event".into(),
-        json!(disk as f64 / stored.max(1.0)),
-    );
-    let reopen = server.kill_and_reopen(&client);
-    extra.insert("reopen_after_kill9_secs".into(), json!(reopen));
-
-    // 6. Suppression checks against a large list.
-    let loaded = load_suppressions(&client, server.address, settings.suppressed).await;
-    let (single_p50, single_p99) =
-        suppression_get(&client, server.address, settings.suppressed, 1000).await;
-    let (check_p50, check_p99) =
-        suppression_check(&client, server.address, settings.suppressed, 100).await;
-    extra.insert("suppressions_loaded".into(), json!(loaded));
-    extra.insert("suppression_get_p50_ms".into(), json!(single_p50));
-    extra.insert("suppression_get_p99_ms".into(), json!(single_p99));
-    extra.insert("suppression_check_1000_p50_ms".into(), json!(check_p50));
-    extra.insert("suppression_check_1000_p99_ms".into(), json!(check_p99));
-    let rss = server.peak_rss_mb();
-    extra.insert("server_peak_rss_mb".into(), json!(rss));
-    server.stop();
-
-    print_table(&results);
-    say(&format!(
-        "recipient query over {filled} events: p50 {:.2} ms, p99 {:.2} ms",
-        query.0, query.1
-    ));
-    say(&format!(
-        "bytes on disk per stored event: {:.0}",
-        disk as f64 / stored.max(1.0)
-    ));
-    say(&format!(
-        "reopen after kill -9 with {filled} events: {reopen:.2} s"
-    ));
-    say(&format!(
-        "suppression GET against {loaded}: p50 {single_p50:.2} ms, p99 {single_p99:.2} ms"
-    ));
-    say(&format!(
-        "suppression check of 1000 against {loaded}: p50 {check_p50:.2} ms, p99 {check_p99:.2} ms"
-    ));
-    say(&format!(
-        "peak server RSS (all scenarios, last server process): {rss:.0} MB"
-    ));
-
+    print_table(&report.phases);
+    say("targets (issue 12; information only):");
+    for t in &report.targets {
+        say(&format!(
+            "  {} {}: {} (target {})",
+            verdict(t.met),
+            t.figure,
+            t.value,
+            t.target
+        ));
+    }
     let output = json!({
         "date": jiff::Timestamp::now().to_string(),
         "mode": if settings.quick { "quick" } else { "full" },
         "machine": { "cores": cores, "cpu": cpu },
-        "phase_secs": settings.phase.as_secs(),
-        "scenarios": results,
-        "figures": extra,
+        "settings": settings,
+        "scenarios": report.phases,
+        "figures": report.figures,
+        "targets": report.targets,
     });
     let dir = repo().join("target").join("bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
@@ -337,6 +367,119 @@ async fn run(settings: Settings) {
     )
     .expect("write results");
     say(&format!("written {}", dir.join("results.json").display()));
+}
+
+/// Single events and batches of 500 on the ceiling and on a fresh mailwarden (and the
+/// single events at half rate, outside `--store`); returns mailwarden's single-event rate.
+async fn ingest_against_ceiling(
+    client: &reqwest::Client,
+    settings: &Settings,
+    ceiling: SocketAddr,
+    data: &Path,
+    rules: &Path,
+    report: &mut Report,
+) -> f64 {
+    let mut server = Server::start(data, rules, &[]);
+    let single = Load::single("single event (Opptima)", 64, settings.phase);
+    let m = against_ceiling(client, &single, ceiling, &server, report).await;
+    let max_single = m.requests_per_sec;
+    let ratio = m.ratio_to_ceiling.unwrap_or(0.0);
+    report.target(
+        "single-event ingest, ratio to the ceiling",
+        format!("{:.0}% ({max_single:.0} req/s)", ratio * 100.0),
+        "≥ 35%",
+        ratio >= 0.35,
+    );
+
+    if !settings.store_only {
+        let half = Load::single("single event at 50% of max rate", 64, settings.phase)
+            .paced(max_single / 2.0);
+        let mut m = measure(client, &half, "mailwarden", &half.url(server.address)).await;
+        m.note = Some(format!("paced at {:.0} req/s", max_single / 2.0));
+        report.phases.push(m);
+    }
+
+    let batch = Load::sendpulse("batches of 500 (SendPulse)", 500, false, 8, settings.phase);
+    let m = against_ceiling(client, &batch, ceiling, &server, report).await;
+    let ratio = m.ratio_to_ceiling.unwrap_or(0.0);
+    report.target(
+        "batched ingest, ratio to the ceiling",
+        format!("{:.1}% ({:.0} events/s)", ratio * 100.0, m.events_per_sec),
+        "≥ 10%",
+        ratio >= 0.10,
+    );
+    let drain = server.drain_time(client).await;
+    report.figure("drain_after_batches_secs", drain);
+    server.stop();
+    max_single
+}
+
+/// Measures `load` on the ceiling, then on `server`; returns mailwarden's phase with its
+/// ratio of events/s to the ceiling's and its fsyncs per request.
+async fn against_ceiling(
+    client: &reqwest::Client,
+    load: &Load,
+    ceiling: SocketAddr,
+    server: &Server,
+    report: &mut Report,
+) -> Measurement {
+    let c = measure(client, load, "ceiling", &load.url(ceiling)).await;
+    let before = server.flushes(client).await;
+    let mut m = measure(client, load, "mailwarden", &load.url(server.address)).await;
+    m.ratio_to_ceiling = Some(m.events_per_sec / c.events_per_sec);
+    m.fsyncs_per_request = Some((server.flushes(client).await - before) / m.requests.max(1) as f64);
+    report.phases.push(c);
+    report.phases.push(m.clone());
+    m
+}
+
+/// Mixed realistic stream, shipped rules; then 10 and 50 extra rules.
+async fn mixed_stream(
+    client: &reqwest::Client,
+    settings: &Settings,
+    work: &Path,
+    rules_dir: &Path,
+    report: &mut Report,
+) {
+    for extra_rules in [0usize, 10, 50] {
+        let rules = if extra_rules == 0 {
+            rules_dir.to_owned()
+        } else {
+            let dir = work.join(format!("rules-{extra_rules}"));
+            write_rules(rules_dir, &dir, extra_rules);
+            dir
+        };
+        let mut server =
+            Server::start(&work.join(format!("data-mixed-{extra_rules}")), &rules, &[]);
+        let started_evaluated = server
+            .metric(client, "mailwarden_events_evaluated_total")
+            .await;
+        let load_started = Instant::now();
+        let mixed = Load::sendpulse(
+            format!("mixed stream, shipped + {extra_rules} rules"),
+            100,
+            true,
+            16,
+            settings.phase,
+        );
+        let mut m = measure(client, &mixed, "mailwarden", &mixed.url(server.address)).await;
+        let drain = server.drain_time(client).await;
+        let evaluated = server
+            .metric(client, "mailwarden_events_evaluated_total")
+            .await
+            - started_evaluated;
+        let eval_rate = evaluated / (load_started.elapsed().as_secs_f64());
+        m.note = Some(format!(
+            "rules evaluated {eval_rate:.0} events/s overall; queue drained {drain:.2} s after the load stopped"
+        ));
+        report.figure(
+            &format!("rules_{extra_rules}_eval_events_per_sec"),
+            eval_rate,
+        );
+        report.figure(&format!("rules_{extra_rules}_drain_secs"), drain);
+        report.phases.push(m);
+        server.stop();
+    }
 }
 
 #[allow(clippy::print_stdout, reason = "benchmark output")]
@@ -362,6 +505,7 @@ fn cpu_model() -> String {
 
 // ---------------------------------------------------------------- bodies
 
+/// One Opptima event; `n` makes its `msgid` and `relid` unique, so dedup keeps every one.
 fn opptima_body(n: u64) -> Vec<u8> {
     format!(
         r#"{{"type":"SMTP","event":"delivered","relid":{n},"subject":"Order {n}","to":"user{}@example.com","msgid":"msg-{n}","timestamp":"2026-11-20 10:{:02}:{:02}","status":"Entregado"}}"#,
@@ -450,10 +594,13 @@ struct Server {
     address: SocketAddr,
     data: PathBuf,
     rules: PathBuf,
+    env: Vec<(String, String)>,
     peak_rss_kb: u64,
 }
 
 impl Server {
+    /// Starts `mailwarden serve` on `data` with `rules`, with `env` added to its
+    /// environment (`MAILWARDEN_CONFIG` names a settings file).
     fn start(data: &Path, rules: &Path, env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mailwarden"));
         command
@@ -463,11 +610,9 @@ impl Server {
             .arg(rules)
             .env("RUST_LOG", "warn,mailwarden::app=info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
         let mut child = command.spawn().expect("start mailwarden");
         let stderr = child.stderr.take().expect("stderr");
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -490,23 +635,37 @@ impl Server {
             address,
             data: data.to_owned(),
             rules: rules.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             peak_rss_kb: 0,
         }
     }
 
-    fn sample_rss(&mut self) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        if let Some(kb) = status
+    /// Returns a `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
+    fn status_kb(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
+            .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<u64>().ok())
-        {
+    }
+
+    fn sample_rss(&mut self) {
+        if let Some(kb) = self.status_kb("VmHWM") {
             self.peak_rss_kb = self.peak_rss_kb.max(kb);
         }
     }
 
+    /// The server's resident memory now, in MB.
+    fn rss_mb(&mut self) -> f64 {
+        self.sample_rss();
+        self.status_kb("VmRSS").unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// The highest resident memory seen, over the processes that served this data.
     fn peak_rss_mb(&mut self) -> f64 {
         self.sample_rss();
         self.peak_rss_kb as f64 / 1024.0
@@ -547,12 +706,19 @@ impl Server {
         }
     }
 
-    fn kill_and_reopen(&mut self, _client: &reqwest::Client) -> f64 {
+    /// Kills the server with SIGKILL and starts it again on the same data; returns the
+    /// seconds from the start of the new process to its listening address.
+    fn kill_and_reopen(&mut self) -> f64 {
         self.sample_rss();
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
         let started = Instant::now();
-        let restarted = Server::start(&self.data, &self.rules, &[]);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let restarted = Server::start(&self.data, &self.rules, &env);
         let elapsed = started.elapsed().as_secs_f64();
         let peak = self.peak_rss_kb;
         *self = restarted;
@@ -577,6 +743,18 @@ impl Drop for Server {
     }
 }
 
+/// `GET /api/storage` of the server at `address`: events, size, oldest event, last purge.
+async fn storage(client: &reqwest::Client, address: SocketAddr) -> Value {
+    match client
+        .get(format!("http://{address}/api/storage"))
+        .send()
+        .await
+    {
+        Ok(response) => response.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
 fn listening_address(line: &str) -> Option<SocketAddr> {
     let start = line.find("address=")? + "address=".len();
     let rest = &line[start..];
@@ -586,41 +764,36 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
 
 // ---------------------------------------------------------------- load
 
-#[allow(clippy::too_many_arguments)]
-async fn measure(
-    client: &reqwest::Client,
-    scenario: &str,
-    target: &str,
-    address: SocketAddr,
-    source: &str,
-    body: &BodyFn,
-    concurrency: usize,
-    batch: usize,
-    duration: Duration,
-    rate: Option<f64>,
-) -> Measurement {
+/// Applies `load` to `url` (keep-alive connections, one request in flight on each) and
+/// measures it; `target` names what answers.
+async fn measure(client: &reqwest::Client, load: &Load, target: &str, url: &str) -> Measurement {
+    // One sequence for the whole run: every request of every phase has its own number.
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let url = format!("http://{address}/webhooks/{source}");
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + duration;
-    let pace = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / r));
+    let deadline = started + load.duration;
+    // Each connection sends every `pace`; their starts are spread over one pace.
+    let pace = load
+        .rate
+        .map(|r| Duration::from_secs_f64(load.concurrency as f64 / r));
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, body, errors) =
-            (client.clone(), url.clone(), body.clone(), errors.clone());
+    for connection in 0..load.concurrency {
+        let (client, url, body, errors) = (
+            client.clone(),
+            url.to_owned(),
+            load.body.clone(),
+            errors.clone(),
+        );
+        let mut next =
+            pace.map(|pace| started + pace.mul_f64(connection as f64 / load.concurrency as f64));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            let mut next = Instant::now();
             while Instant::now() < deadline {
-                if let Some(pace) = pace {
-                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                        tokio::time::sleep(wait).await;
-                    }
-                    next += pace;
+                if let (Some(at), Some(pace)) = (next.as_mut(), pace) {
+                    tokio::time::sleep_until((*at).into()).await;
+                    *at += pace;
                 }
-                let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
-                let (payload, _) = body(n);
+                let payload = body(SEQUENCE.fetch_add(1, Ordering::Relaxed));
                 let sent = Instant::now();
                 let ok = match client.post(&url).body(payload).send().await {
                     Ok(response) => {
@@ -654,16 +827,16 @@ async fn measure(
     let requests = latencies.len() as u64;
     let errors = errors.load(Ordering::Relaxed);
     let good = requests - errors;
-    let measurement = Measurement {
-        scenario: scenario.to_owned(),
+    let m = Measurement {
+        scenario: load.scenario.clone(),
         target: target.to_owned(),
-        concurrency,
-        batch,
+        concurrency: load.concurrency,
+        batch: load.batch,
         seconds,
         requests,
         errors,
         requests_per_sec: good as f64 / seconds,
-        events_per_sec: (good * batch as u64) as f64 / seconds,
+        events_per_sec: (good * load.batch as u64) as f64 / seconds,
         p50_ms: pick(0.5),
         p99_ms: pick(0.99),
         max_ms: latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
@@ -672,169 +845,21 @@ async fn measure(
         note: None,
     };
     say(&format!(
-        "  {scenario} / {target}: {:.0} req/s, {:.0} events/s, p99 {:.2} ms, errors {errors}",
-        measurement.requests_per_sec, measurement.events_per_sec, measurement.p99_ms
+        "  {} / {target}: {:.0} req/s, {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {errors}",
+        m.scenario, m.requests_per_sec, m.events_per_sec, m.p50_ms, m.p99_ms, m.max_ms
     ));
-    measurement
+    m
 }
 
-async fn fill_store(
-    client: &reqwest::Client,
-    address: SocketAddr,
-    body: &BodyFn,
-    requests: usize,
-) -> usize {
-    let url = format!("http://{address}/webhooks/sendpulse");
-    let next = Arc::new(AtomicUsize::new(0));
-    let stored = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (client, url, body, next, stored) = (
-            client.clone(),
-            url.clone(),
-            body.clone(),
-            next.clone(),
-            stored.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= requests {
-                    break;
-                }
-                let (payload, _) = body(n as u64);
-                if let Ok(response) = client.post(&url).body(payload).send().await {
-                    if let Ok(answer) = response.json::<Value>().await {
-                        stored.fetch_add(
-                            answer["accepted"].as_u64().unwrap_or(0) as usize,
-                            Ordering::Relaxed,
-                        );
-                    }
-                }
-            }
-        }));
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    stored.load(Ordering::Relaxed)
-}
-
-async fn timed<F, Fut>(samples: usize, mut call: F) -> (f64, f64)
-where
-    F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut latencies = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let started = Instant::now();
-        call(i).await;
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
-    (pick(0.5), pick(0.99))
-}
-
-async fn query_latency(
-    client: &reqwest::Client,
-    address: SocketAddr,
-    samples: usize,
-) -> (f64, f64) {
-    timed(samples, |i| {
-        let url = format!(
-            "http://{address}/api/events?recipient=user{}@example.com&limit=50",
-            (i * 7919) % 100_000
-        );
-        let client = client.clone();
-        async move {
-            if let Ok(response) = client.get(url).send().await {
-                let _ = response.bytes().await;
-            }
-        }
-    })
-    .await
-}
-
-async fn load_suppressions(client: &reqwest::Client, address: SocketAddr, count: usize) -> usize {
-    let mut loaded = 0;
-    for chunk_start in (0..count).step_by(200_000) {
-        let end = (chunk_start + 200_000).min(count);
-        let mut csv = String::from("address,reason,source,created_at,expires_at\n");
-        for i in chunk_start..end {
-            csv.push_str(&format!("blocked{i}@example.net,bench,,,\n"));
-        }
-        let answer: Value = client
-            .post(format!("http://{address}/api/suppressions/import"))
-            .body(csv)
-            .send()
-            .await
-            .expect("import")
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        loaded += answer["added"].as_u64().unwrap_or(0) as usize
-            + answer["updated"].as_u64().unwrap_or(0) as usize;
-    }
-    loaded
-}
-
-async fn suppression_get(
-    client: &reqwest::Client,
-    address: SocketAddr,
-    count: usize,
-    samples: usize,
-) -> (f64, f64) {
-    timed(samples, |i| {
-        let url = format!(
-            "http://{address}/api/suppressions/blocked{}@example.net",
-            (i * 7919) % count.max(1)
-        );
-        let client = client.clone();
-        async move {
-            let _ = client.get(url).send().await;
-        }
-    })
-    .await
-}
-
-async fn suppression_check(
-    client: &reqwest::Client,
-    address: SocketAddr,
-    count: usize,
-    samples: usize,
-) -> (f64, f64) {
-    timed(samples, |i| {
-        // Half suppressed, half not.
-        let addresses: Vec<String> = (0..1000)
-            .map(|j| {
-                if j % 2 == 0 {
-                    format!("blocked{}@example.net", (i * 1000 + j) * 31 % count.max(1))
-                } else {
-                    format!("fresh{i}-{j}@example.org")
-                }
-            })
-            .collect();
-        let client = client.clone();
-        async move {
-            let _ = client
-                .post(format!("http://{address}/api/suppressions/check"))
-                .json(&json!({ "addresses": addresses }))
-                .send()
-                .await;
-        }
-    })
-    .await
-}
-
-fn dir_size(path: &Path) -> u64 {
+/// Bytes the files under `path` take on disk (allocated blocks, as `du` counts them).
+fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     if let Ok(entries) = std::fs::read_dir(path) {
         for entry in entries.flatten() {
-            let meta = entry.metadata();
-            match meta {
-                Ok(meta) if meta.is_dir() => total += dir_size(&entry.path()),
-                Ok(meta) => total += meta.len(),
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => total += disk_usage(&entry.path()),
+                Ok(meta) => total += meta.blocks() * 512,
                 Err(_) => {}
             }
         }
