@@ -115,7 +115,12 @@ mod tests {
         for body in [batch.as_bytes(), element.as_bytes(), b"\xff\x00 not utf-8"] {
             let (id, value) = store.encode_body(&header, body);
             if body.len() >= COMPRESS_FROM {
-                assert!(value.len() * 5 < body.len(), "{} of {}", value.len(), body.len());
+                assert!(
+                    value.len() * 5 < body.len(),
+                    "{} of {}",
+                    value.len(),
+                    body.len()
+                );
             }
             let (_, back) = decode_body(id, &value).unwrap();
             assert_eq!(back, body);

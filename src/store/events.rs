@@ -206,7 +206,11 @@ impl<'s> BodyCache<'s> {
 
     /// Returns the bytes of body `id` as received.
     fn get(&mut self, id: EventId) -> Result<Option<&[u8]>, StoreError> {
-        if self.current.as_ref().is_none_or(|(current, _)| *current != id) {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(current, _)| *current != id)
+        {
             let value = match self.store {
                 Some(store) => store.trees().bodies.get(id.to_be_bytes())?,
                 None => None,
