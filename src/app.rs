@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,16 +162,25 @@ pub fn load_rules(config: &Config) -> anyhow::Result<Arc<RulesState>> {
         })
 }
 
-/// Opens the store with the configured limits.
-pub fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let options = StoreOptions {
+/// The store's options from the settings.
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
         cache_capacity: config.storage.cache_capacity_mb * 1024 * 1024,
         max_group: config.storage.max_group,
         fold_local_parts: config.suppressions.case_insensitive_local_part,
-    };
+    }
+}
+
+/// The store's directory inside the data directory.
+pub fn store_path(config: &Config) -> PathBuf {
+    config.data_dir.join("db")
+}
+
+/// Opens the store with the configured limits.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    Store::open(&config.data_dir.join("db"), &options)
+    Store::open(&store_path(config), &store_options(config))
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))
 }
 

@@ -8,6 +8,7 @@
 //! strings.
 
 pub mod actions;
+pub mod backup;
 pub mod error;
 pub mod events;
 pub mod health;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rules", get(rules::list))
         .route("/sources", get(sources::list))
         .route("/storage", get(storage::summary))
+        .route("/backup", get(backup::download))
         .route("/outbox", get(actions::outbox))
         .route("/outbox/{id}/retry", post(actions::retry))
         .route("/alerts", get(actions::alerts))

@@ -233,6 +233,7 @@ fn prepare_request(
     let header = crate::store::bodies::BodyHeader {
         source: source.name.clone(),
         received_at,
+        compression: None,
     };
     let (body_id, stored_body) = store.encode_body(&header, body);
     let quarantine_entry = |error: String, index: Option<usize>, element: Option<&RawValue>| {

@@ -10,12 +10,14 @@
 //! - [`runner`]: the background evaluator over the store's pending queue, hot reload and
 //!   per-rule counters.
 //! - [`testing`]: rule test cases for `mailwarden test`.
+//! - [`windows`]: the history windows rules use, for `mailwarden check`.
 
 pub mod action;
 pub mod engine;
 pub mod replay;
 pub mod runner;
 pub mod testing;
+pub mod windows;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use super::codec::{self, BlockHeader, CodecError, Record};
-use super::{Store, StoreError, keys};
+use super::{Store, StoreError, bodies, keys};
 use crate::event::{EmailAddress, Event, EventId, EventKind};
 
 /// Most stored entries one page request looks at before it returns what it found with a
@@ -185,7 +185,7 @@ pub(crate) struct EntrySummary<'a> {
 /// (and of neighbouring blocks) share their body.
 pub(crate) struct BodyCache<'s> {
     store: Option<&'s Store>,
-    current: Option<(EventId, Option<(sled::IVec, usize)>)>,
+    current: Option<(EventId, Option<Vec<u8>>)>,
 }
 
 impl<'s> BodyCache<'s> {
@@ -204,7 +204,7 @@ impl<'s> BodyCache<'s> {
         }
     }
 
-    /// Returns the bytes of body `id` as received (without the stored header).
+    /// Returns the bytes of body `id` as received.
     fn get(&mut self, id: EventId) -> Result<Option<&[u8]>, StoreError> {
         if self
             .current
@@ -215,18 +215,12 @@ impl<'s> BodyCache<'s> {
                 Some(store) => store.trees().bodies.get(id.to_be_bytes())?,
                 None => None,
             };
-            let loaded = value.and_then(|value| {
-                let header_len = u32::from_be_bytes(value.get(..4)?.try_into().ok()?) as usize;
-                let start = 4 + header_len;
-                (start <= value.len()).then_some((value, start))
-            });
-            self.current = Some((id, loaded));
+            let body = value
+                .map(|value| bodies::decode_body(id, &value).map(|(_, body)| body))
+                .transpose()?;
+            self.current = Some((id, body));
         }
-        Ok(self
-            .current
-            .as_ref()
-            .and_then(|(_, loaded)| loaded.as_ref())
-            .map(|(value, start)| &value[*start..]))
+        Ok(self.current.as_ref().and_then(|(_, body)| body.as_deref()))
     }
 }
 

@@ -72,6 +72,13 @@ pub const META_EVENT_COUNT: &[u8] = b"event_count";
 /// Key in [`META`] holding the last purge (JSON, see `retention::PurgeRecord`).
 pub const META_LAST_PURGE: &[u8] = b"last_purge";
 
+/// Decodes a big-endian u32 (a [`PENDING`] value); malformed counts zero.
+pub fn decode_u32(value: &[u8]) -> u32 {
+    value.get(..4).map_or(0, |bytes| {
+        u32::from_be_bytes(bytes.try_into().expect("4 bytes"))
+    })
+}
+
 /// Decodes a big-endian u64 counter; absent or malformed counts zero.
 pub fn decode_count(value: Option<&[u8]>) -> u64 {
     value

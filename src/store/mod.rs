@@ -5,6 +5,7 @@
 //! each group of requests as one transaction and then flushes once, so an acknowledgement
 //! always means "on disk" without paying one fsync per request. Reads go straight to sled.
 
+pub mod backup;
 pub mod bodies;
 pub mod codec;
 pub mod commit;
@@ -20,8 +21,8 @@ pub mod suppressions;
 pub mod upgrade;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use jiff::Timestamp;
 
@@ -131,6 +132,9 @@ struct Inner {
     /// First id of the newest pending block already in the recipient index (0: none yet,
     /// e.g. after a restart, until the runner has caught up).
     indexed_through: AtomicU64,
+    /// Held (shared) by running backups; a purge slice takes it exclusively, so nothing is
+    /// purged while a backup reads the trees.
+    purge_lock: RwLock<()>,
 }
 
 impl Store {
@@ -210,6 +214,7 @@ impl Store {
                 path: path.to_owned(),
                 fold_local_parts: options.fold_local_parts,
                 indexed_through: AtomicU64::new(0),
+                purge_lock: RwLock::new(()),
             }),
         })
     }
@@ -237,6 +242,23 @@ impl Store {
     /// Whether suppressions match local parts case-insensitively.
     pub fn fold_local_parts(&self) -> bool {
         self.inner.fold_local_parts
+    }
+
+    /// Keeps purges from running until the guard is dropped (a backup holds it).
+    pub(crate) fn hold_purges(&self) -> RwLockReadGuard<'_, ()> {
+        self.inner
+            .purge_lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Lets one purge slice run, unless a backup is running.
+    pub(crate) fn try_purge_slice(&self) -> Option<RwLockWriteGuard<'_, ()>> {
+        match self.inner.purge_lock.try_write() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Returns the directory the store lives in.

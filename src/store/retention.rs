@@ -96,6 +96,20 @@ pub struct StorageSummary {
     pub last_purge: Option<PurgeRecord>,
 }
 
+/// Why a purge ended early.
+enum Stop {
+    /// A backup began: nothing is purged while it reads the trees.
+    Backup,
+    /// The store failed.
+    Failed(StoreError),
+}
+
+impl<E: Into<StoreError>> From<E> for Stop {
+    fn from(error: E) -> Self {
+        Stop::Failed(error.into())
+    }
+}
+
 /// One slice of expired events.
 struct EventSlice {
     events: u64,
@@ -167,9 +181,16 @@ impl Store {
         if let Err(error) = self.save_purge(&record) {
             tracing::warn!(%error, "cannot record the purge start");
         }
-        if let Err(error) = self.purge_all(retention, now, pause, &mut record) {
-            tracing::error!(%error, "purge failed; the next one carries on");
-            record.error = Some(error.to_string());
+        match self.purge_all(retention, now, pause, &mut record) {
+            Ok(()) => {}
+            Err(Stop::Backup) => {
+                tracing::info!("purge paused for a backup; the next one carries on");
+                record.held_back = Some("a backup began; the next purge carries on".into());
+            }
+            Err(Stop::Failed(error)) => {
+                tracing::error!(%error, "purge failed; the next one carries on");
+                record.error = Some(error.to_string());
+            }
         }
         record.running = false;
         record.finished_at = Some(Timestamp::now());
@@ -185,13 +206,17 @@ impl Store {
         now: Timestamp,
         pause: &dyn Fn(Duration) -> bool,
         record: &mut PurgeRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Stop> {
         let t = self.trees();
         let events_cutoff = EventId::floor_at(now - retention.events);
-        let paced = |work: &mut dyn FnMut() -> Result<bool, StoreError>| -> Result<(), StoreError> {
+        let paced = |work: &mut dyn FnMut() -> Result<bool, StoreError>| -> Result<(), Stop> {
             loop {
                 let started = Instant::now();
-                if !work()? || pause(started.elapsed().max(Duration::from_millis(1))) {
+                let more = {
+                    let _slice = self.try_purge_slice().ok_or(Stop::Backup)?;
+                    work()?
+                };
+                if !more || pause(started.elapsed().max(Duration::from_millis(1))) {
                     return Ok(());
                 }
             }

@@ -75,11 +75,7 @@ impl Store {
             .iter()
             .values()
             .filter_map(Result::ok)
-            .map(|count| {
-                count.get(..4).map_or(0, |b| {
-                    u32::from_be_bytes(b.try_into().expect("4 bytes")) as u64
-                })
-            })
+            .map(|count| u64::from(keys::decode_u32(&count)))
             .sum()
     }
 

@@ -60,6 +60,11 @@ pub fn test_config(dir: &Path) -> Config {
     }
 }
 
+/// Starts the service with exactly `config` (its data directory is the caller's).
+pub async fn start_with(config: Config) -> TestApp {
+    start(config).await
+}
+
 async fn start(config: Config) -> TestApp {
     let application = Application::build(config.clone())
         .await

@@ -3,6 +3,7 @@
 
 mod actions;
 mod adapters;
+mod backup;
 mod custom_providers;
 mod fuzz;
 mod helpers;

@@ -319,3 +319,47 @@ async fn a_store_of_a_newer_schema_is_refused_with_what_to_do() {
     assert!(error.contains("schema version 99"), "{error}");
     assert!(error.contains("newer mailwarden"), "{error}");
 }
+
+#[tokio::test]
+async fn check_warns_about_rule_windows_longer_than_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("long_memory.rhai"),
+        "// on: bounce\n\
+         let bounces = count_events(event.recipient, \"bounce\", days(120));\n\
+         let recent = stats(hours(24));\n",
+    )
+    .unwrap();
+    let rules_arg = rules.to_str().unwrap();
+    let output = crate::rules::cli(dir.path(), &["check", "--rules", rules_arg]).await;
+    let stdout = crate::rules::stdout(&output);
+    assert!(
+        output.status.success(),
+        "a warning is not an error: {stdout}"
+    );
+    let warnings: Vec<&str> = stdout.lines().filter(|l| l.starts_with("warn")).collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(warnings[0].contains("long_memory.rhai:2"), "{stdout}");
+    assert!(warnings[0].contains("days(120)"), "{stdout}");
+    assert!(warnings[0].contains("retain_days (90)"), "{stdout}");
+
+    // Kept long enough, nothing to say.
+    let settings = dir.path().join("mailwarden.toml");
+    std::fs::write(&settings, "[storage]\nretain_days = 365\n").unwrap();
+    let output = crate::rules::cli(
+        dir.path(),
+        &[
+            "check",
+            "--rules",
+            rules_arg,
+            "--config",
+            settings.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stdout = crate::rules::stdout(&output);
+    assert!(output.status.success(), "{stdout}");
+    assert!(!stdout.contains("warn"), "{stdout}");
+}

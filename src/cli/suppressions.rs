@@ -1,19 +1,19 @@
 //! `mailwarden suppressions ...`: the suppression list of a running service, through its
-//! HTTP API (`/api/suppressions`). The server comes from `--server`, `MAILWARDEN_URL` or
-//! `http://127.0.0.1:8080`; the admin token from `--token`, `MAILWARDEN_ADMIN_TOKEN` or the
-//! settings file, sent as a Bearer token.
+//! HTTP API (`/api/suppressions`); see [`super::api`] for how the server and token are
+//! found.
 
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use reqwest::{Client, Method, RequestBuilder, Url};
+use reqwest::Method;
 use serde_json::{Value, json};
 
-/// Server used when neither `--server` nor `MAILWARDEN_URL` is given.
-const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+use super::api::{Api, ServerArgs, text};
+use super::say;
+
 /// Most addresses the server checks per request.
 const CHECK_BATCH: usize = 10_000;
 /// Page size used by `list`.
@@ -22,12 +22,8 @@ const PAGE: usize = 1_000;
 /// Arguments of `mailwarden suppressions`.
 #[derive(Args)]
 pub struct SuppressionsArgs {
-    /// URL of the running service (default: MAILWARDEN_URL, else http://127.0.0.1:8080).
-    #[arg(long, global = true, value_name = "URL")]
-    server: Option<String>,
-    /// Admin token (default: MAILWARDEN_ADMIN_TOKEN, else admin_token of the settings file).
-    #[arg(long, global = true, value_name = "TOKEN")]
-    token: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(subcommand)]
     command: SuppressionsCommand,
 }
@@ -101,23 +97,7 @@ pub async fn run(
     args: SuppressionsArgs,
     configured_token: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let server = args
-        .server
-        .or_else(|| {
-            std::env::var("MAILWARDEN_URL")
-                .ok()
-                .filter(|url| !url.trim().is_empty())
-        })
-        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let token = args
-        .token
-        .or_else(|| {
-            std::env::var("MAILWARDEN_ADMIN_TOKEN")
-                .ok()
-                .filter(|token| !token.trim().is_empty())
-        })
-        .or_else(|| configured_token.map(str::to_owned));
-    let api = Api::new(&server, token)?;
+    let api = Api::new(args.server, configured_token)?;
     match args.command {
         SuppressionsCommand::List {
             reason,
@@ -179,92 +159,6 @@ pub async fn run(
             stdout.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// The HTTP API of one server.
-struct Api {
-    client: Client,
-    base: Url,
-    token: Option<String>,
-}
-
-impl Api {
-    fn new(server: &str, token: Option<String>) -> anyhow::Result<Api> {
-        // reqwest is built without a default TLS provider; https needs one installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let base = Url::parse(server.trim())
-            .with_context(|| format!("--server `{server}` is not a URL"))?;
-        if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
-            bail!("--server `{server}` must be an http:// or https:// URL");
-        }
-        let client = Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .context("cannot set up the HTTP client")?;
-        Ok(Api {
-            client,
-            base,
-            token,
-        })
-    }
-
-    /// A request to `/api/<segments>` (each segment percent-encoded) with `query`.
-    fn request(
-        &self,
-        method: Method,
-        segments: &[&str],
-        query: &[(&str, &str)],
-    ) -> anyhow::Result<RequestBuilder> {
-        let mut url = self.base.clone();
-        {
-            let mut path = url
-                .path_segments_mut()
-                .map_err(|()| anyhow::anyhow!("the server URL cannot take a path"))?;
-            path.pop_if_empty().push("api").extend(segments);
-        }
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        let mut request = self.client.request(method, url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        Ok(request)
-    }
-
-    /// Sends `request`; an answer other than 2xx becomes an error with the server's message.
-    /// Sends `request` and reads the JSON answer.
-    async fn send_json(&self, request: RequestBuilder) -> anyhow::Result<Value> {
-        self.send(request)
-            .await?
-            .json()
-            .await
-            .context("the server's answer is not JSON")
-    }
-
-    async fn send(&self, request: RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the service at {}", self.base))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|value| {
-                let error = value.get("error")?;
-                Some(format!(
-                    "{}: {}",
-                    text(&error["code"]),
-                    text(&error["message"])
-                ))
-            })
-            .unwrap_or(body);
-        bail!("the service answered {status}: {message}")
     }
 }
 
@@ -390,24 +284,9 @@ async fn import(api: &Api, file: &std::path::Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A JSON string as plain text (other values as JSON).
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// An `expires_at` for people.
 fn expiry(value: &Value) -> String {
     value
         .as_str()
         .map_or_else(|| "permanent".to_owned(), |at| format!("until {at}"))
-}
-
-/// Writes one line of command output.
-#[allow(clippy::print_stdout, reason = "command output")]
-fn say(line: &str) {
-    println!("{line}");
 }
