@@ -2,6 +2,7 @@
 //! arrive and rules run, `mailwarden restore` into a new directory, and a server on it.
 
 use std::path::Path;
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -11,6 +12,16 @@ use crate::rules::{cli, copy_shipped_rules};
 use mailwarden::config::Secret;
 
 const TOKEN: &str = "b4ckup-t0ken";
+
+/// Runs `mailwarden backup` against `app` into `file`, with `token` if given.
+async fn take_backup(dir: &Path, app: &TestApp, file: &Path, token: Option<&str>) -> Output {
+    let server = app.url("");
+    let mut args = vec!["backup", "--server", &server, "--to", path(file)];
+    if let Some(token) = token {
+        args.extend(["--token", token]);
+    }
+    cli(dir, &args).await
+}
 
 fn path(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
@@ -151,19 +162,7 @@ async fn a_backup_taken_during_ingest_restores_everything_acknowledged_before_it
     let before: Vec<String> = acknowledged.lock().unwrap().clone();
     let outbox_before = outbox_ids(&source, true).await;
     let file = work.path().join("nightly.backup");
-    let output = cli(
-        work.path(),
-        &[
-            "backup",
-            "--server",
-            &source.url(""),
-            "--to",
-            path(&file),
-            "--token",
-            TOKEN,
-        ],
-    )
-    .await;
+    let output = take_backup(work.path(), &source, &file, Some(TOKEN)).await;
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("backup of"), "{stdout}");
@@ -286,11 +285,7 @@ async fn a_backup_needs_the_token_and_a_damaged_one_is_never_restored() {
     assert_eq!(status, 200);
 
     let file = work.path().join("b.backup");
-    let output = cli(
-        work.path(),
-        &["backup", "--server", &source.url(""), "--to", path(&file)],
-    )
-    .await;
+    let output = take_backup(work.path(), &source, &file, None).await;
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("401"),
@@ -310,19 +305,7 @@ async fn a_backup_needs_the_token_and_a_damaged_one_is_never_restored() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "admin_token_required", "{body}");
 
-    let output = cli(
-        work.path(),
-        &[
-            "backup",
-            "--server",
-            &source.url(""),
-            "--to",
-            path(&file),
-            "--token",
-            TOKEN,
-        ],
-    )
-    .await;
+    let output = take_backup(work.path(), &source, &file, Some(TOKEN)).await;
     assert!(output.status.success(), "{output:?}");
     let bytes = std::fs::read(&file).unwrap();
     let cut = work.path().join("cut.backup");

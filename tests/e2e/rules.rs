@@ -41,7 +41,7 @@ async fn spawn_with_shipped_rules() -> TestApp {
 }
 
 /// Posts `body` to `source`; returns the ids of the events stored.
-async fn post_ids(app: &TestApp, source: &str, body: impl Into<reqwest::Body>) -> Vec<String> {
+pub async fn post_ids(app: &TestApp, source: &str, body: impl Into<reqwest::Body>) -> Vec<String> {
     let (status, answer) = app.post(source, body).await;
     assert_eq!(status, 200, "{answer}");
     answer["event_ids"]
