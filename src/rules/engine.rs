@@ -407,10 +407,16 @@ fn stats(source: Option<String>, within: i64) -> Result<Map, Box<EvalAltResult>>
     Ok(map)
 }
 
-fn register_time(engine: &mut Engine) {
+/// Registers `minutes`, `hours` and `days`, which turn counts into seconds (also used by
+/// `mailwarden check` to read rules' windows).
+pub(crate) fn register_durations(engine: &mut Engine) {
     engine.register_fn("minutes", |n: i64| n.saturating_mul(60));
     engine.register_fn("hours", |n: i64| n.saturating_mul(3_600));
     engine.register_fn("days", |n: i64| n.saturating_mul(86_400));
+}
+
+fn register_time(engine: &mut Engine) {
+    register_durations(engine);
     engine.register_fn("now", || -> Result<i64, Box<EvalAltResult>> {
         current(|state| state.now.as_second())
     });

@@ -149,9 +149,7 @@ impl ConstantEvaluator {
     fn new() -> Self {
         let mut engine = rhai::Engine::new_raw();
         engine.set_max_operations(1_000);
-        engine.register_fn("minutes", |n: i64| n.saturating_mul(60));
-        engine.register_fn("hours", |n: i64| n.saturating_mul(3_600));
-        engine.register_fn("days", |n: i64| n.saturating_mul(86_400));
+        super::engine::register_durations(&mut engine);
         ConstantEvaluator(engine)
     }
 

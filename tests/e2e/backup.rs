@@ -23,6 +23,15 @@ async fn take_backup(dir: &Path, app: &TestApp, file: &Path, token: Option<&str>
     cli(dir, &args).await
 }
 
+/// Runs `mailwarden restore` of `file` into the data directory `data`.
+async fn restore(dir: &Path, file: &Path, data: &Path) -> Output {
+    cli(
+        dir,
+        &["restore", "--from", path(file), "--data", path(data)],
+    )
+    .await
+}
+
 fn path(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
@@ -182,17 +191,7 @@ async fn a_backup_taken_during_ingest_restores_everything_acknowledged_before_it
 
     // Restore into a fresh directory and serve it.
     let restored_data = work.path().join("restored");
-    let output = cli(
-        work.path(),
-        &[
-            "restore",
-            "--from",
-            path(&file),
-            "--data",
-            path(&restored_data),
-        ],
-    )
-    .await;
+    let output = restore(work.path(), &file, &restored_data).await;
     assert!(output.status.success(), "{output:?}");
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("restored the backup"),
@@ -257,17 +256,7 @@ async fn a_backup_taken_during_ingest_restores_everything_acknowledged_before_it
     );
 
     // Restoring over a store is refused and leaves it alone.
-    let output = cli(
-        work.path(),
-        &[
-            "restore",
-            "--from",
-            path(&file),
-            "--data",
-            path(&restored_data),
-        ],
-    )
-    .await;
+    let output = restore(work.path(), &file, &restored_data).await;
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("already holds a store"),
@@ -311,11 +300,7 @@ async fn a_backup_needs_the_token_and_a_damaged_one_is_never_restored() {
     let cut = work.path().join("cut.backup");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let target = work.path().join("from-cut");
-    let output = cli(
-        work.path(),
-        &["restore", "--from", path(&cut), "--data", path(&target)],
-    )
-    .await;
+    let output = restore(work.path(), &cut, &target).await;
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("cut off"),
