@@ -9,7 +9,8 @@ use crate::event::Event;
 /// unique per event, else a hash of the single event's JSON with insignificant whitespace
 /// removed; always combined with source, kind (with the provider's event name and the
 /// bounce class) and recipient (so a batch split per
-/// recipient yields distinct keys); 4 bytes of the event's day, then 12 of the digest.
+/// recipient yields distinct keys); 4 bytes of the event's second (see [`time_prefix`]),
+/// then 12 of the digest.
 /// The event time goes in with the id as well: a retry
 /// repeats both, while a provider (or its documentation sample) that reuses an id for
 /// different events at different times does not lose any of them.
@@ -45,15 +46,22 @@ pub fn dedup_key(event: &Event) -> [u8; 16] {
         }
     }
     let digest = hasher.finalize();
-    // The event's day first (0 without a time): the keys of one batch then sit together
-    // in the dedup tree, which keeps inserting them cheap. A retry repeats the time.
-    let day = event.occurred_at.map_or(0, |at| {
-        u32::try_from(at.as_second().div_euclid(86_400) + 1).unwrap_or(0)
-    });
     let mut key = [0; 16];
-    key[..4].copy_from_slice(&day.to_be_bytes());
+    key[..4].copy_from_slice(&time_prefix(event.occurred_at));
     key[4..].copy_from_slice(&digest[..12]);
     key
+}
+
+/// The first 4 bytes of a dedup key: the second the event occurred (plus one, so that 0
+/// means no time), big-endian. A retry repeats the time, and the events of one batch
+/// have nearly the same time, so their keys sit next to each other at the end of the
+/// dedup tree instead of all over it, which keeps inserting them cheap. Times outside
+/// 1970..2106 count as no time.
+pub fn time_prefix(occurred_at: Option<jiff::Timestamp>) -> [u8; 4] {
+    occurred_at
+        .and_then(|at| u32::try_from(at.as_second().checked_add(1)?).ok())
+        .unwrap_or(0)
+        .to_be_bytes()
 }
 
 /// Feeds `json` to the hasher without the whitespace between tokens, so a provider that

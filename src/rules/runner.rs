@@ -341,9 +341,11 @@ pub fn evaluate_batch(
     let mut count = 0;
     for block in &blocks {
         // Indexed before evaluation, so history functions see the block's earlier events
-        // (normally done by `index_pending` already; indexing is idempotent).
-        if block.block > store.indexed_through() {
-            store.index_by_recipient(&block.events)?;
+        // (normally done by `index_pending` above already).
+        while block.block > store.indexed_through() {
+            if store.index_pending(INDEX_AHEAD)? == 0 {
+                break;
+            }
         }
         let mut item = EvaluatedBlock {
             block: block.block,

@@ -189,19 +189,19 @@ pub async fn trial(
         .source(source)
         .with_context(|| format!("unknown source `{source}`"))?;
     for (index, earlier) in history.iter().enumerate() {
-        let report = ingestor
+        ingestor
             .ingest(source.clone(), earlier.clone().into())
             .await
             .map_err(|error| describe(error).context(format!("history body {}", index + 1)))?;
         // What the runner does before evaluating: index the events by recipient.
-        store.index_by_recipient(&stored_events(&store, &report.event_ids)?)?;
+        store.index_pending(usize::MAX)?;
     }
     let report = ingestor
         .ingest(source, body.into())
         .await
         .map_err(describe)?;
     let events = stored_events(&store, &report.event_ids)?;
-    store.index_by_recipient(&events)?;
+    store.index_pending(usize::MAX)?;
     let evaluations = events
         .iter()
         .map(|event| rules.evaluate(&set, event, Some(&store), Some(&name)))

@@ -371,7 +371,6 @@ fn rebuild_indexes(db: &sled::Db) -> Result<(u64, u64), StoreError> {
     let events = db.open_tree(keys::EVENTS)?;
     let pending = db.open_tree(keys::PENDING)?;
     let dedup = db.open_tree(keys::DEDUP)?;
-    let by_recipient = db.open_tree(keys::BY_RECIPIENT)?;
     let mut bodies = BodyCache::detached();
     let mut count = 0u64;
     for entry in events.iter() {
@@ -379,7 +378,6 @@ fn rebuild_indexes(db: &sled::Db) -> Result<(u64, u64), StoreError> {
         let base = block_id(&key)?;
         let block = Block::parse(&value)?;
         let mut dedup_batch = sled::Batch::default();
-        let mut recipient_batch = sled::Batch::default();
         for (index, entry) in block.entries().enumerate() {
             let id = EventId(base.0 + index as u64);
             let summary = block.summary(entry)?;
@@ -388,15 +386,11 @@ fn rebuild_indexes(db: &sled::Db) -> Result<(u64, u64), StoreError> {
                 None => crate::ingest::dedup_key(&block.decode(id, entry, &mut bodies)?),
             };
             dedup_batch.insert(&key, &id.to_be_bytes());
-            recipient_batch.insert(
-                keys::recipient_key(&summary.recipient, id),
-                &[summary.kind.code()],
-            );
             count += 1;
         }
         dedup.apply_batch(dedup_batch)?;
-        by_recipient.apply_batch(recipient_batch)?;
     }
+    super::recipients::rebuild(db)?;
     let mut pending_events = 0u64;
     for entry in pending.iter() {
         let (key, value) = entry?;

@@ -242,6 +242,11 @@ impl<'a> Record<'a> {
         })
     }
 
+    /// Returns when the event occurred, by the provider's clock.
+    pub fn occurred_at(&self) -> Result<Option<Timestamp>, CodecError> {
+        self.occurred_at.map(timestamp).transpose()
+    }
+
     /// Returns the bare recipient address.
     pub fn recipient(&self) -> &str {
         &self.recipient

@@ -113,7 +113,7 @@ enum Job {
     },
 }
 
-/// Expired event blocks and their index entries, removed by the writer (which owns the
+/// Expired event blocks and their dedup keys, removed by the writer (which owns the
 /// event count) in one transaction.
 #[derive(Debug, Default)]
 pub struct Removal {
@@ -123,8 +123,6 @@ pub struct Removal {
     pub events: u64,
     /// Their dedup keys.
     pub dedup: Vec<[u8; 16]>,
-    /// Their recipient index keys.
-    pub recipients: Vec<Vec<u8>>,
 }
 
 /// The sending side of the writer; owned by the store.
@@ -347,25 +345,20 @@ impl WriterThread {
     /// the event count.
     fn remove(&self, removal: &Removal) -> Result<(), String> {
         let t = &self.trees;
-        let result = (&t.events, &t.dedup, &t.by_recipient, &t.meta).transaction(
-            |(events, dedup, by_recipient, meta)| {
-                for block in &removal.blocks {
-                    events.remove(&block.to_be_bytes())?;
-                }
-                for key in &removal.dedup {
-                    dedup.remove(key)?;
-                }
-                for key in &removal.recipients {
-                    by_recipient.remove(key.as_slice())?;
-                }
-                let count = keys::decode_count(meta.get(keys::META_EVENT_COUNT)?.as_deref());
-                meta.insert(
-                    keys::META_EVENT_COUNT,
-                    &count.saturating_sub(removal.events).to_be_bytes(),
-                )?;
-                Ok(())
-            },
-        );
+        let result = (&t.events, &t.dedup, &t.meta).transaction(|(events, dedup, meta)| {
+            for block in &removal.blocks {
+                events.remove(&block.to_be_bytes())?;
+            }
+            for key in &removal.dedup {
+                dedup.remove(key)?;
+            }
+            let count = keys::decode_count(meta.get(keys::META_EVENT_COUNT)?.as_deref());
+            meta.insert(
+                keys::META_EVENT_COUNT,
+                &count.saturating_sub(removal.events).to_be_bytes(),
+            )?;
+            Ok(())
+        });
         result.map_err(|error: TransactionError<()>| match error {
             TransactionError::Abort(()) => "purge aborted".to_owned(),
             TransactionError::Storage(error) => error.to_string(),

@@ -1,6 +1,8 @@
 //! Reading stored events back: by id, and pages of events newest first, filtered by
 //! recipient (through the recipient index), kind, source and time.
 
+use std::ops::ControlFlow;
+
 use jiff::Timestamp;
 
 use super::codec::{self, BlockHeader, CodecError, Record};
@@ -84,6 +86,11 @@ impl<'a> Block<'a> {
     /// Whether the block holds no event.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// The header the events share (schema 2 and later).
+    pub(crate) fn header(&self) -> Option<&BlockHeader<'a>> {
+        self.header.as_ref()
     }
 
     /// Whether the block has the schema-1 encoding.
@@ -284,24 +291,14 @@ impl Store {
             // Newest first: blocks the rules runner has not indexed yet (always the newest),
             // then the recipient index.
             let mut seen = std::collections::HashSet::new();
-            // Only blocks past the indexed watermark need a scan.
             let after = self.indexed_through();
             let unindexed = (
                 std::ops::Bound::Excluded(after.to_be_bytes()),
                 std::ops::Bound::Unbounded,
             );
-            let pending: Vec<EventId> = self
-                .trees()
-                .pending
-                .range::<[u8; 8], _>(unindexed)
-                .keys()
-                .rev()
-                .map(|key| key.map_err(StoreError::from).and_then(|k| block_id(&k)))
-                .collect::<Result<_, _>>()?;
-            'blocks: for base in pending {
-                let Some(value) = self.trees().events.get(base.to_be_bytes())? else {
-                    continue;
-                };
+            'blocks: for entry in self.trees().events.range::<[u8; 8], _>(unindexed).rev() {
+                let (key, value) = entry?;
+                let base = block_id(&key)?;
                 let block = Block::parse(&value)?;
                 let entries: Vec<&[u8]> = block.entries().collect();
                 for (index, entry) in entries.iter().enumerate().rev() {
@@ -323,30 +320,38 @@ impl Store {
                     }
                 }
             }
-            if !full(&page, scanned) {
-                let start = keys::recipient_key(recipient.as_str(), lower);
-                let end = keys::recipient_key(recipient.as_str(), upper);
-                for entry in self.trees().by_recipient.range(start..end).rev() {
-                    let (key, kind_code) = entry?;
-                    let id = keys::id_from_recipient_key(&key)
-                        .ok_or_else(|| corrupt(keys::BY_RECIPIENT, "key without an event id"))?;
-                    if seen.contains(&id) {
-                        continue;
-                    }
-                    scanned += 1;
-                    last_seen = Some(id);
-                    // The index value holds the kind: skip other kinds without reading events.
-                    let kind_matches = query
-                        .kind
-                        .is_none_or(|kind| kind_code.first() == Some(&kind.code()));
-                    if kind_matches {
-                        if let Some(event) = self.event_with(id, &mut bodies)?.filter(keep) {
-                            page.events.push(event);
+            if !full(&page, scanned) && upper.0 > lower.0 {
+                let mut failure = None;
+                self.recipients().visit(
+                    recipient.as_str(),
+                    lower,
+                    EventId(upper.0 - 1),
+                    |id, kind| {
+                        if seen.contains(&id) {
+                            return ControlFlow::Continue(());
                         }
-                    }
-                    if full(&page, scanned) {
-                        break;
-                    }
+                        scanned += 1;
+                        last_seen = Some(id);
+                        // The index holds the kind: skip other kinds without reading events.
+                        if query.kind.is_none_or(|wanted| wanted == kind) {
+                            match self.event_with(id, &mut bodies) {
+                                Ok(Some(event)) if keep(&event) => page.events.push(event),
+                                Ok(_) => {}
+                                Err(error) => {
+                                    failure = Some(error);
+                                    return ControlFlow::Break(());
+                                }
+                            }
+                        }
+                        if full(&page, scanned) {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    },
+                )?;
+                if let Some(error) = failure {
+                    return Err(error);
                 }
             }
         } else {

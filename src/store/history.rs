@@ -1,6 +1,8 @@
 //! History queries for rules: how often something happened to an address, and counts per
 //! kind over a time window from the stats buckets (no event scans).
 
+use std::ops::ControlFlow;
+
 use jiff::Timestamp;
 
 use super::keys::{self, KindCounts, Resolution};
@@ -21,31 +23,37 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<u64, StoreError> {
-        let start = keys::recipient_key(recipient, EventId(0));
-        let end = keys::recipient_key(recipient, up_to);
         let mut count = 0;
         let mut read = 0;
+        let mut failure = None;
         // The index holds each event's kind, so other kinds are skipped without reading
         // events; only reads of matching events are capped.
-        for entry in self.trees().by_recipient.range(start..=end).rev() {
-            let (key, kind_code) = entry?;
-            if kind_code.first() != Some(&kind.code()) {
-                continue;
-            }
-            let Some(id) = keys::id_from_recipient_key(&key) else {
-                continue;
-            };
-            read += 1;
-            if read > MAX_HISTORY_SCAN {
-                break;
-            }
-            let Some(event) = self.event(id)? else {
-                continue;
-            };
-            let at = event.occurred_at.unwrap_or(event.received_at);
-            if from <= at && at <= to {
-                count += 1;
-            }
+        self.recipients()
+            .visit(recipient, EventId(0), up_to, |id, found| {
+                if found != kind {
+                    return ControlFlow::Continue(());
+                }
+                read += 1;
+                if read > MAX_HISTORY_SCAN {
+                    return ControlFlow::Break(());
+                }
+                match self.event(id) {
+                    Ok(Some(event)) => {
+                        let at = event.occurred_at.unwrap_or(event.received_at);
+                        if from <= at && at <= to {
+                            count += 1;
+                        }
+                        ControlFlow::Continue(())
+                    }
+                    Ok(None) => ControlFlow::Continue(()),
+                    Err(error) => {
+                        failure = Some(error);
+                        ControlFlow::Break(())
+                    }
+                }
+            })?;
+        if let Some(error) = failure {
+            return Err(error);
         }
         Ok(count)
     }

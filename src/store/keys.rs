@@ -1,18 +1,20 @@
 //! Every sled tree mailwarden keeps, and how its keys and values are laid out.
 //!
 //! Integers in keys are big-endian so that sled's bytewise order is numeric order.
-//! Ids ([`EventId`]) are time-ordered, so a key range over ids is a time range.
+//! Ids ([`EventId`](crate::event::EventId)) are time-ordered, so a key range over ids is a time range.
 //!
 //! The events of one request are stored together in blocks (of up to 32) under the first
 //! of their consecutive ids: one write per block instead of one per event, which is what
-//! makes batched ingestion fast, while reading one event loads only its small block. Dedup keys start with the event's day so that the keys of one
-//! batch land next to each other in the tree rather than all over it.
+//! makes batched ingestion fast, while reading one event loads only its small block.
+//! Dedup keys start with the event's second, so that the keys of one batch land next to
+//! each other at the end of the tree rather than all over it; the recipient index is
+//! written in sorted runs for the same reason (see `recipients`).
 //!
 //! | tree | key | value |
 //! |---|---|---|
 //! | `events` | first event id of a block | block: the events of one request (see `codec`) |
-//! | `by_recipient` | recipient, `0x00`, event id | kind code (1 byte); written by the rules runner |
-//! | `dedup` | day of the event (u32), 12 bytes of a digest of source, kind, recipient and event identity | event id |
+//! | `recipients` | run catalog, and per run: recipient, `0x00`, chunk id | postings (see `recipients`); written by the rules runner |
+//! | `dedup` | second of the event (u32, 0 without a time), 12 bytes of a digest of source, kind, recipient and event identity | event id |
 //! | `pending` | first event id of a block | number of events (u32): waiting for the rules |
 //! | `bodies` | body id | header length (u32), header JSON, request body (events' raw JSON points into it) |
 //! | `quarantine` | entry id | quarantine JSON |
@@ -27,12 +29,14 @@
 //! | `certificates` | certificate URL | PEM signing certificate fetched from it |
 //! | `meta` | name | schema version, event count (u64), last purge (JSON) |
 
-use crate::event::{EventId, EventKind};
+use crate::event::EventKind;
 
 /// Normalized events.
 pub const EVENTS: &str = "events";
-/// Index of events by recipient.
-pub const BY_RECIPIENT: &str = "by_recipient";
+/// Index of events by recipient, in runs (see `recipients`).
+pub const RECIPIENTS: &str = "recipients";
+/// The recipient index of schema 2 (one key per event), dropped by the migration to 3.
+pub const BY_RECIPIENT_V2: &str = "by_recipient";
 /// Deduplication keys of accepted events.
 pub const DEDUP: &str = "dedup";
 /// Events stored but not yet evaluated by the rules.
@@ -65,8 +69,9 @@ pub const META: &str = "meta";
 /// Key in [`META`] holding the schema version (ASCII digits).
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// Schema version written by this build: 2 added the compact event encoding (see
-/// `codec`), the event count and the purge record.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `codec`), the event count and the purge record; 3 the recipient index in runs and
+/// dedup keys that start with the event's second.
+pub const SCHEMA_VERSION: u32 = 3;
 /// Key in [`META`] holding the number of stored events (u64).
 pub const META_EVENT_COUNT: &[u8] = b"event_count";
 /// Key in [`META`] holding the last purge (JSON, see `retention::PurgeRecord`).
@@ -84,30 +89,6 @@ pub fn decode_count(value: Option<&[u8]>) -> u64 {
     value
         .and_then(|bytes| bytes.try_into().ok())
         .map_or(0, u64::from_be_bytes)
-}
-
-/// Separator between the recipient and the id in [`BY_RECIPIENT`] keys. Addresses never
-/// contain it (control characters are refused by `EmailAddress::parse`).
-const RECIPIENT_SEPARATOR: u8 = 0;
-
-/// Returns the [`BY_RECIPIENT`] key of one event.
-pub fn recipient_key(recipient: &str, id: EventId) -> Vec<u8> {
-    let mut key = recipient_prefix(recipient);
-    key.extend_from_slice(&id.to_be_bytes());
-    key
-}
-
-/// Returns the prefix shared by every [`BY_RECIPIENT`] key of `recipient`.
-pub fn recipient_prefix(recipient: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(recipient.len() + 9);
-    key.extend_from_slice(recipient.as_bytes());
-    key.push(RECIPIENT_SEPARATOR);
-    key
-}
-
-/// Returns the event id at the end of a [`BY_RECIPIENT`] key.
-pub fn id_from_recipient_key(key: &[u8]) -> Option<EventId> {
-    EventId::from_be_slice(key.get(key.len().checked_sub(8)?..)?)
 }
 
 /// Time resolution of a [`STATS`] bucket.
@@ -186,21 +167,6 @@ pub fn decode_counts(bytes: &[u8]) -> KindCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recipient_keys_sort_by_recipient_then_time() {
-        let a1 = recipient_key("a@x.com", EventId(1));
-        let a2 = recipient_key("a@x.com", EventId(256));
-        let ab = recipient_key("a@x.com.br", EventId(0));
-        assert!(a1 < a2);
-        assert!(
-            a2 < ab,
-            "a prefix address must not interleave with a longer one"
-        );
-        assert!(a1.starts_with(&recipient_prefix("a@x.com")));
-        assert!(!ab.starts_with(&recipient_prefix("a@x.com")));
-        assert_eq!(id_from_recipient_key(&a2), Some(EventId(256)));
-    }
 
     #[test]
     fn stats_keys_round_trip() {

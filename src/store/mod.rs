@@ -14,6 +14,7 @@ pub mod history;
 pub mod keys;
 pub mod outbox;
 pub mod quarantine;
+pub(crate) mod recipients;
 pub mod retention;
 pub mod rules;
 pub mod sources;
@@ -100,7 +101,6 @@ impl Default for StoreOptions {
 pub(crate) struct Trees {
     pub(crate) meta: sled::Tree,
     pub(crate) events: sled::Tree,
-    pub(crate) by_recipient: sled::Tree,
     pub(crate) dedup: sled::Tree,
     pub(crate) pending: sled::Tree,
     pub(crate) bodies: sled::Tree,
@@ -129,9 +129,8 @@ struct Inner {
     writer: commit::Writer,
     path: PathBuf,
     fold_local_parts: bool,
-    /// First id of the newest pending block already in the recipient index (0: none yet,
-    /// e.g. after a restart, until the runner has caught up).
-    indexed_through: AtomicU64,
+    /// The recipient index (its runs in sled, its tail in memory).
+    recipients: recipients::RecipientIndex,
     /// Held (shared) by running backups; a purge slice takes it exclusively, so nothing is
     /// purged while a backup reads the trees.
     purge_lock: RwLock<()>,
@@ -169,7 +168,6 @@ impl Store {
         let trees = Trees {
             meta,
             events: db.open_tree(keys::EVENTS)?,
-            by_recipient: db.open_tree(keys::BY_RECIPIENT)?,
             dedup: db.open_tree(keys::DEDUP)?,
             pending: db.open_tree(keys::PENDING)?,
             bodies: db.open_tree(keys::BODIES)?,
@@ -204,6 +202,7 @@ impl Store {
             }
         }
         let ids = Arc::new(IdGenerator::starting_after(last));
+        let recipients = recipients::RecipientIndex::open(db.open_tree(keys::RECIPIENTS)?)?;
         let writer = commit::Writer::start(db.clone(), trees.clone(), ids.clone(), options)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -213,7 +212,7 @@ impl Store {
                 writer,
                 path: path.to_owned(),
                 fold_local_parts: options.fold_local_parts,
-                indexed_through: AtomicU64::new(0),
+                recipients,
                 purge_lock: RwLock::new(()),
             }),
         })
@@ -228,15 +227,14 @@ impl Store {
         self.inner.ids.next()
     }
 
-    /// First id of the newest block known to be in the recipient index.
+    /// First id of the newest block in the recipient index; newer blocks are read
+    /// directly by recipient queries.
     pub(crate) fn indexed_through(&self) -> EventId {
-        EventId(self.inner.indexed_through.load(Ordering::Acquire))
+        self.inner.recipients.through()
     }
 
-    pub(crate) fn set_indexed_through(&self, block: EventId) {
-        self.inner
-            .indexed_through
-            .fetch_max(block.0, Ordering::AcqRel);
+    pub(crate) fn recipients(&self) -> &recipients::RecipientIndex {
+        &self.inner.recipients
     }
 
     /// Whether suppressions match local parts case-insensitively.

@@ -1,10 +1,11 @@
 //! Retention: what is purged when, in slices small enough that ingestion never waits long.
 //!
 //! - Events older than `retain_days` (by time of receipt, which their ids encode) go with
-//!   their dedup keys and recipient index entries, in slices of [`SLICE_BLOCKS`] blocks
+//!   their dedup keys, in slices of [`SLICE_BLOCKS`] blocks
 //!   handed to the group-commit writer (which owns the event count), with a pause after
 //!   each slice as long as the slice took. A block still waiting for the rules is never
-//!   purged: the purge stops there and says so.
+//!   purged: the purge stops there and says so. Runs of the recipient index whose every
+//!   block is gone are dropped next (merges drop the postings of purged events earlier).
 //! - Evaluation records and the minute and hour stats buckets follow the events' cutoff;
 //!   day buckets are kept (one small entry per source and day).
 //! - Request bodies go once they are older, by an hour of margin, than every remaining
@@ -232,6 +233,13 @@ impl Store {
             }
             Ok(slice.more)
         })?;
+        let oldest_event = t
+            .events
+            .first()?
+            .map(|(key, _)| block_id(&key))
+            .transpose()?
+            .unwrap_or(EventId(u64::MAX));
+        self.recipients().drop_expired(oldest_event)?;
         paced(&mut || {
             let (removed, more) = purge_range(&t.evaluations, events_cutoff)?;
             record.evaluations_purged += removed;
@@ -311,9 +319,6 @@ impl Store {
                     None => crate::ingest::dedup_key(&block.decode(id, entry, &mut bodies)?),
                 };
                 removal.dedup.push(dedup);
-                removal
-                    .recipients
-                    .push(keys::recipient_key(&summary.recipient, id));
             }
             removal.events += block.len() as u64;
             removal.blocks.push(base);

@@ -97,61 +97,37 @@ impl Store {
         Ok(id.0 < base.0 + Block::parse(&block)?.len() as u64)
     }
 
-    /// Adds the events of pending blocks not yet in the recipient index to it, oldest
-    /// first, up to about `max_events`; returns how many events were indexed. Runs ahead of
-    /// rule evaluation, so recipient queries find new events even when rules lag behind.
+    /// Adds the blocks not yet in the recipient index to it, oldest first, up to about
+    /// `max_events`; returns how many events were indexed. Runs ahead of rule evaluation,
+    /// so recipient queries find new events even when rules lag behind.
     pub fn index_pending(&self, max_events: usize) -> Result<usize, StoreError> {
+        let t = self.trees();
         let after = self.indexed_through();
         let range = (
             std::ops::Bound::Excluded(after.to_be_bytes()),
             std::ops::Bound::Unbounded,
         );
-        let mut batch = sled::Batch::default();
-        let mut indexed = 0;
-        let mut last = None;
-        for entry in self.trees().pending.range::<[u8; 8], _>(range) {
-            let (key, _) = entry?;
-            let base = block_id(&key)?;
-            if let Some(value) = self.trees().events.get(&key)? {
-                let block = Block::parse(&value)?;
-                for (index, entry) in block.entries().enumerate() {
-                    let id = EventId(base.0 + index as u64);
-                    // Only the two indexed fields are read: the evaluator decodes the whole
-                    // event later, this must not do it twice.
-                    if let Ok(fields) = block.summary(entry) {
-                        batch.insert(
-                            keys::recipient_key(&fields.recipient, id),
-                            &[fields.kind.code()],
-                        );
-                        indexed += 1;
-                    }
-                }
-            }
-            last = Some(base);
-            if indexed >= max_events {
+        let mut blocks = Vec::new();
+        let mut events = 0;
+        for entry in t.events.range::<[u8; 8], _>(range) {
+            let (key, value) = entry?;
+            events += Block::parse(&value)?.len();
+            blocks.push((block_id(&key)?, value));
+            if events >= max_events {
                 break;
             }
         }
-        if let Some(last) = last {
-            self.trees().by_recipient.apply_batch(batch)?;
-            self.set_indexed_through(last);
+        if blocks.is_empty() {
+            return Ok(0);
         }
-        Ok(indexed)
-    }
-
-    /// Adds events to the recipient index.
-    pub fn index_by_recipient(&self, events: &[Event]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for event in events {
-            if let Some(id) = event.id {
-                batch.insert(
-                    keys::recipient_key(event.recipient.as_str(), id),
-                    &[event.kind.code()],
-                );
-            }
-        }
-        self.trees().by_recipient.apply_batch(batch)?;
-        Ok(())
+        let floor = match t.events.first()? {
+            Some((key, _)) => block_id(&key)?,
+            None => EventId(0),
+        };
+        self.recipients().add_blocks(
+            blocks.iter().map(|(base, value)| (*base, value.as_ref())),
+            floor,
+        )
     }
 
     /// Records evaluations: takes each block off the pending queue, stores the records and

@@ -15,6 +15,9 @@
 //! - 1 → 2: event blocks re-encoded from JSON to `codec`'s records (their raw JSON inline,
 //!   as schema 1 kept no reference into the body), each with its dedup key; the event
 //!   count recorded.
+//! - 2 → 3: dedup keys begin with the event's second instead of its day (the records'
+//!   copies rewritten, the dedup tree built again); the recipient index of one key per
+//!   event (`by_recipient`) replaced by runs (`recipients`), built from the events.
 
 use std::path::{Path, PathBuf};
 
@@ -110,6 +113,7 @@ pub(crate) fn migrate(db: &sled::Db, version: u32) -> Result<(), StoreError> {
     while version < keys::SCHEMA_VERSION {
         match version {
             1 => schema_1_to_2(db)?,
+            2 => schema_2_to_3(db)?,
             other => {
                 return Err(StoreError::Upgrade(format!(
                     "no migration from schema {other}"
@@ -161,6 +165,72 @@ fn schema_1_to_2(db: &sled::Db) -> Result<(), StoreError> {
         blocks = rewritten,
         events = count,
         "event blocks re-encoded"
+    );
+    Ok(())
+}
+
+/// Gives dedup keys their schema-3 form (in the records and the dedup tree) and builds the
+/// recipient index in runs.
+fn schema_2_to_3(db: &sled::Db) -> Result<(), StoreError> {
+    let events = db.open_tree(keys::EVENTS)?;
+    let dedup = db.open_tree(keys::DEDUP)?;
+    // Rebuilt whole from the records: the old keys cannot be mapped to the new ones
+    // without their event's time.
+    dedup.clear()?;
+    let mut events_batch = sled::Batch::default();
+    let mut dedup_batch = sled::Batch::default();
+    let mut in_batch = 0;
+    let mut rewritten: u64 = 0;
+    let mut bodies = super::events::BodyCache::detached();
+    for entry in events.iter() {
+        let (key, value) = entry?;
+        let base = super::events::block_id(&key)?;
+        let block = Block::parse(&value)?;
+        let mut records = Vec::with_capacity(block.len());
+        for (index, entry) in block.entries().enumerate() {
+            let id = EventId(base.0 + index as u64);
+            let new_key = match block.header() {
+                Some(_) => {
+                    let mut record =
+                        Record::decode(entry).map_err(|error| StoreError::Corrupt {
+                            tree: keys::EVENTS,
+                            reason: format!("{id}: {error}"),
+                        })?;
+                    let time = record.occurred_at().map_err(|error| StoreError::Corrupt {
+                        tree: keys::EVENTS,
+                        reason: format!("{id}: {error}"),
+                    })?;
+                    record.dedup[..4].copy_from_slice(&crate::ingest::dedup::time_prefix(time));
+                    records.push(record.encode());
+                    record.dedup
+                }
+                // Schema-1 blocks kept as they were hold no key: computed afresh.
+                None => crate::ingest::dedup_key(&block.decode(id, entry, &mut bodies)?),
+            };
+            dedup_batch.insert(&new_key, &id.to_be_bytes());
+        }
+        if let Some(header) = block.header() {
+            events_batch.insert(
+                key,
+                codec::encode_block(&header.encode(), records.iter().map(Vec::as_slice)),
+            );
+            rewritten += 1;
+        }
+        in_batch += 1;
+        if in_batch >= MIGRATION_BATCH {
+            events.apply_batch(std::mem::take(&mut events_batch))?;
+            dedup.apply_batch(std::mem::take(&mut dedup_batch))?;
+            in_batch = 0;
+            tracing::info!(blocks = rewritten, "migrating dedup keys");
+        }
+    }
+    events.apply_batch(events_batch)?;
+    dedup.apply_batch(dedup_batch)?;
+    db.drop_tree(keys::BY_RECIPIENT_V2)?;
+    super::recipients::rebuild(db)?;
+    tracing::info!(
+        blocks = rewritten,
+        "dedup keys and recipient index migrated"
     );
     Ok(())
 }

@@ -32,7 +32,7 @@ async fn storage_shows_the_events_the_oldest_one_and_the_size_on_disk() {
     assert_eq!(empty["events"], 0, "{empty}");
     assert_eq!(empty["oldest_event"], Value::Null, "{empty}");
     assert_eq!(empty["retention"]["retain_days"], 90.0, "{empty}");
-    assert_eq!(empty["schema_version"], 2, "{empty}");
+    assert_eq!(empty["schema_version"], 3, "{empty}");
     let before = jiff::Timestamp::now();
     let mut ids = post_ids(&app, "sendpulse", "sendpulse/bulk_events.json").await;
     ids.extend(post_ids(&app, "opptima", "opptima/smtp_bounce.json").await);
@@ -211,19 +211,33 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test]
 async fn a_data_directory_of_schema_1_is_backed_up_and_migrated() {
-    let saved = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/store_v1");
+    check_migration("store_v1", 1).await;
+}
+
+#[tokio::test]
+async fn a_data_directory_of_schema_2_is_backed_up_and_migrated() {
+    check_migration("store_v2", 2).await;
+}
+
+/// Opens a copy of `tests/data/<saved>` (written by the build of schema `version`, see its
+/// README) and checks that everything it held is there, as a user would look.
+async fn check_migration(saved: &str, version: u32) {
+    let saved = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(saved);
     let mut app = spawn_app_with(|config| {
         copy_dir(&saved, &config.data_dir);
     })
     .await;
     let summary = storage(&app).await;
-    assert_eq!(summary["schema_version"], 2, "{summary}");
+    assert_eq!(summary["schema_version"], 3, "{summary}");
     assert_eq!(summary["events"], 17, "{summary}");
     // The copy taken before migrating sits next to the store.
+    let prefix = format!("db.schema{version}-backup-");
     let backups: Vec<String> = std::fs::read_dir(app.data_dir())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("db.schema1-backup-"))
+        .filter(|name| name.starts_with(&prefix))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
 
@@ -249,7 +263,10 @@ async fn a_data_directory_of_schema_1_is_backed_up_and_migrated() {
     );
     // The suppression list with its history, and the outbox.
     let (status, _) = app.get("/api/suppressions/leaving@example.net").await;
-    assert_eq!(status, 404, "removed by hand under schema 1, still removed");
+    assert_eq!(
+        status, 404,
+        "removed by hand before the upgrade, still removed"
+    );
     let (_, manual) = app.get("/api/suppressions/manual@example.com").await;
     assert_eq!(manual["active"], true, "{manual}");
     assert_eq!(manual["reason"], "asked by phone", "{manual}");
@@ -263,19 +280,34 @@ async fn a_data_directory_of_schema_1_is_backed_up_and_migrated() {
         .unwrap();
     let again: Value = response.json().await.unwrap();
     assert_eq!(again["history"].as_array().unwrap().len(), 3, "{again}");
-    // The CRM calls schema 1 queued: still pending, or dead-lettered by now (this test's
+    // The CRM calls queued before the upgrade: still pending, or dead-lettered by now (this test's
     // configuration does not allow calls to 127.0.0.1).
     let (_, pending) = app.get("/api/outbox?limit=100").await;
     let (_, dead) = app.get("/api/outbox?status=dead&limit=100").await;
     let actions =
         pending["actions"].as_array().unwrap().len() + dead["actions"].as_array().unwrap().len();
     assert_eq!(actions, 7, "{pending} {dead}");
-    // Retries of what schema 1 stored are still duplicates.
+    // Retries of what the old build stored are still duplicates.
     let (status, retry) = app
         .post_fixture("sendpulse", "sendpulse/hard_bounces.json")
         .await;
     assert_eq!(status, 200);
     assert_eq!(retry["duplicates"], 1, "{retry}");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/opptima");
+    let mut names: Vec<String> = std::fs::read_dir(fixtures)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    names.sort();
+    for name in names {
+        let (status, retry) = app
+            .post_fixture("opptima", &format!("opptima/{name}"))
+            .await;
+        assert_eq!(status, 200, "{name}: {retry}");
+        assert_eq!(retry["accepted"], 0, "{name} stored again: {retry}");
+    }
+    assert_eq!(storage(&app).await["events"], 17);
 
     // Once migrated, a restart takes no second copy.
     app.restart().await;
