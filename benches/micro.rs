@@ -8,7 +8,7 @@ use std::sync::Arc;
 use divan::{Bencher, black_box};
 use jiff::Timestamp;
 use mailwarden::config::SourceConfig;
-use mailwarden::event::{Event, EventId};
+use mailwarden::event::Event;
 use mailwarden::ingest::sources::{Source, SourceContext};
 use mailwarden::ingest::{self, Element};
 use mailwarden::rules::engine::Limits;
@@ -105,16 +105,6 @@ fn dedup_key(bencher: Bencher) {
         &fixture("sendpulse/hard_bounces.json"),
     );
     bencher.bench(|| ingest::dedup_key(black_box(&events[0])));
-}
-
-#[divan::bench]
-fn recipient_index_key(bencher: Bencher) {
-    bencher.bench(|| {
-        mailwarden::store::keys::recipient_key(
-            black_box("someone@example.com"),
-            EventId(117_664_517_372_837_888),
-        )
-    });
 }
 
 #[divan::bench]

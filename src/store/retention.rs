@@ -91,6 +91,8 @@ pub struct StorageSummary {
     pub pending_events: u64,
     /// Suppression entries (active or not).
     pub suppressions: usize,
+    /// Runs the recipient index is written in (a few dozen at most; see `recipients`).
+    pub recipient_index_runs: usize,
     /// The store's schema version.
     pub schema_version: u32,
     /// The last (or the running) purge.
@@ -133,6 +135,7 @@ impl Store {
             oldest_event,
             pending_events: self.pending_count(),
             suppressions: t.suppressions.len(),
+            recipient_index_runs: self.recipients().run_count(),
             schema_version: keys::SCHEMA_VERSION,
             last_purge: self.last_purge()?,
         })

@@ -388,3 +388,101 @@ async fn check_warns_about_rule_windows_longer_than_the_retention() {
     assert!(output.status.success(), "{stdout}");
     assert!(!stdout.contains("warn"), "{stdout}");
 }
+
+/// A SendPulse batch of `size` events numbered from `first`: event `n` goes to
+/// `watch@example.com` when `n % 97 == 0` (a hard bounce then when `n % 2 == 0`), else to
+/// one of 300 other addresses.
+fn numbered_batch(first: usize, size: usize) -> (String, Vec<bool>) {
+    let mut watched = Vec::with_capacity(size);
+    let events: Vec<String> = (first..first + size)
+        .map(|n| {
+            let watch = n % 97 == 0;
+            watched.push(watch);
+            let recipient = if watch {
+                "watch@example.com".to_owned()
+            } else {
+                format!("user{}@example.com", n % 300)
+            };
+            let event = if watch && n % 2 == 0 {
+                r#""event":"hard_bounces","smtp_server_response_code":550"#
+            } else {
+                r#""event":"delivered""#
+            };
+            format!(
+                r#"{{{event},"timestamp":{},"message_id":{n},"email":"{recipient}"}}"#,
+                1_763_600_000 + n
+            )
+        })
+        .collect();
+    (format!("[{}]", events.join(",")), watched)
+}
+
+#[tokio::test]
+async fn recipient_queries_find_every_event_across_index_runs_and_restarts() {
+    let mut app = spawn_app().await;
+    // 12 000 events: more than one run of the recipient index (8 192) and a tail.
+    let mut expected = Vec::new();
+    for request in 0..24 {
+        let (body, watched) = numbered_batch(request * 500, 500);
+        let (status, report) = app.post("sendpulse", body).await;
+        assert_eq!(status, 200, "{report}");
+        let ids = report["event_ids"].as_array().unwrap();
+        assert_eq!(ids.len(), 500, "{report}");
+        for (id, watch) in ids.iter().zip(watched) {
+            if watch {
+                expected.push(id.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    expected.reverse();
+    let watch_ids = |events: Vec<Value>| -> Vec<String> {
+        events
+            .iter()
+            .map(|event| event["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Right away (rules may still be behind), once the rules caught up, after a restart.
+    let found = watch_ids(app.events("recipient=watch@example.com&limit=1000").await);
+    assert_eq!(found, expected, "newest first, right after ingest");
+    eventually("the rules to catch up", || async {
+        (storage(&app).await["pending_events"] == 0).then_some(())
+    })
+    .await;
+    let found = watch_ids(app.events("recipient=watch@example.com&limit=1000").await);
+    assert_eq!(found, expected, "newest first, once indexed");
+    assert_eq!(storage(&app).await["recipient_index_runs"], 1);
+    app.restart().await;
+    let found = watch_ids(app.events("recipient=watch@example.com&limit=1000").await);
+    assert_eq!(found, expected, "newest first, after a restart");
+    // Pages by cursor, and the kind filter.
+    let (_, first) = app
+        .get("/api/events?recipient=watch@example.com&limit=50")
+        .await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (_, second) = app
+        .get(&format!(
+            "/api/events?recipient=watch@example.com&limit=100&cursor={cursor}"
+        ))
+        .await;
+    let paged: Vec<String> = watch_ids(first["events"].as_array().unwrap().clone())
+        .into_iter()
+        .chain(watch_ids(second["events"].as_array().unwrap().clone()))
+        .collect();
+    assert_eq!(paged, expected);
+    let bounces = app
+        .events("recipient=watch@example.com&kind=bounce&limit=1000")
+        .await;
+    assert_eq!(bounces.len(), expected.len().div_ceil(2), "every other one");
+    assert!(bounces.iter().all(|event| event["kind"] == "bounce"));
+    // Another address is not mixed in.
+    let other = app.events("recipient=user1@example.com&limit=1000").await;
+    assert_eq!(other.len(), 40);
+    assert!(
+        other
+            .iter()
+            .all(|event| event["recipient"] == "user1@example.com")
+    );
+}
