@@ -646,20 +646,7 @@ mod tests {
     /// Indexes `blocks` blocks of 32 events over `addresses` addresses (event `i` goes to
     /// address `i % addresses`), block `b` at id `1000 + 32 b`.
     fn fill(index: &RecipientIndex, blocks: u64, addresses: u64, floor: u64) {
-        let names: Vec<String> = (0..addresses).map(|n| format!("user{n}@x.com")).collect();
-        let mut values = Vec::new();
-        for b in 0..blocks {
-            let recipients: Vec<&str> = (0..32)
-                .map(|i| names[((b * 32 + i) % addresses) as usize].as_str())
-                .collect();
-            values.push((EventId(1000 + 32 * b), block(&recipients)));
-        }
-        index
-            .add_blocks(
-                values.iter().map(|(id, v)| (*id, v.as_slice())),
-                EventId(floor),
-            )
-            .unwrap();
+        fill_from(index, 0, blocks, addresses, floor);
     }
 
     #[test]
@@ -757,7 +744,7 @@ mod tests {
         );
         // A merge with a floor keeps only postings at or above it.
         let floor = 1000 + 32 * 1500;
-        fill_from(&index, 1200, 4000, floor);
+        fill_from(&index, 1200, 4000, 50, floor);
         let found = ids_of(&index, "user1@x.com", 0, u64::MAX);
         assert!(
             found.iter().all(|&id| id >= floor),
@@ -767,12 +754,12 @@ mod tests {
     }
 
     /// Like [`fill`] for blocks `from..to`.
-    fn fill_from(index: &RecipientIndex, from: u64, to: u64, floor: u64) {
-        let names: Vec<String> = (0..50).map(|n| format!("user{n}@x.com")).collect();
+    fn fill_from(index: &RecipientIndex, from: u64, to: u64, addresses: u64, floor: u64) {
+        let names: Vec<String> = (0..addresses).map(|n| format!("user{n}@x.com")).collect();
         let values: Vec<(EventId, Vec<u8>)> = (from..to)
             .map(|b| {
                 let recipients: Vec<&str> = (0..32)
-                    .map(|i| names[((b * 32 + i) % 50) as usize].as_str())
+                    .map(|i| names[((b * 32 + i) % addresses) as usize].as_str())
                     .collect();
                 (EventId(1000 + 32 * b), block(&recipients))
             })

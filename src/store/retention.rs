@@ -236,13 +236,14 @@ impl Store {
             }
             Ok(slice.more)
         })?;
-        let oldest_event = t
+        // Nothing below adds or removes events: this stays the oldest block.
+        let oldest_block = t
             .events
             .first()?
             .map(|(key, _)| block_id(&key))
             .transpose()?
             .unwrap_or(EventId(u64::MAX));
-        self.recipients().drop_expired(oldest_event)?;
+        self.recipients().drop_expired(oldest_block)?;
         paced(&mut || {
             let (removed, more) = purge_range(&t.evaluations, events_cutoff)?;
             record.evaluations_purged += removed;
@@ -262,12 +263,6 @@ impl Store {
             record.quarantine_purged += removed;
             Ok(more)
         })?;
-        let oldest_block = t
-            .events
-            .first()?
-            .map(|(key, _)| block_id(&key))
-            .transpose()?
-            .unwrap_or(EventId(u64::MAX));
         let bodies_cutoff = EventId::floor_at(
             oldest_block
                 .min(events_cutoff)
