@@ -127,6 +127,37 @@ pub struct Record<'a> {
     raw: RawRef<'a>,
 }
 
+/// The first fields of a [`Record`], read without decoding the rest: what the indexes
+/// and the purge need of an event. The field order must stay [`Record`]'s.
+#[derive(Debug, Deserialize)]
+pub struct RecordHead<'a> {
+    /// The record's dedup key.
+    pub dedup: [u8; 16],
+    #[serde(borrow)]
+    _provider_event: &'a str,
+    kind: u8,
+    _bounce_class: Option<u8>,
+    _reason: Option<u8>,
+    /// The bare recipient address.
+    #[serde(borrow)]
+    pub recipient: &'a str,
+}
+
+impl<'a> RecordHead<'a> {
+    /// Reads the head of an encoded record.
+    pub fn decode(bytes: &'a [u8]) -> Result<RecordHead<'a>, CodecError> {
+        Ok(postcard::take_from_bytes(bytes)?.0)
+    }
+
+    /// Returns the event's kind.
+    pub fn kind(&self) -> Result<EventKind, CodecError> {
+        EventKind::from_code(self.kind).ok_or(CodecError::UnknownCode {
+            field: "kind",
+            code: self.kind,
+        })
+    }
+}
+
 fn seconds(at: Timestamp) -> (i64, i32) {
     (at.as_second(), at.subsec_nanosecond())
 }
@@ -453,6 +484,16 @@ mod tests {
         let record = Record::decode(&bytes).unwrap();
         assert_eq!(record.dedup, [9; 16]);
         record.into_event(EventId(8), &header, Some(body)).unwrap()
+    }
+
+    #[test]
+    fn the_head_of_a_record_reads_its_key_kind_and_recipient() {
+        let event = sample();
+        let bytes = Record::of_inline(&event, [7; 16]).encode();
+        let head = RecordHead::decode(&bytes).unwrap();
+        assert_eq!(head.dedup, [7; 16]);
+        assert_eq!(head.kind().unwrap(), EventKind::Bounce);
+        assert_eq!(head.recipient, "a@b.co");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use jiff::Timestamp;
 
-use super::codec::{self, BlockHeader, CodecError, Record};
+use super::codec::{self, BlockHeader, CodecError, Record, RecordHead};
 use super::{Store, StoreError, bodies, keys};
 use crate::event::{EmailAddress, Event, EventId, EventKind};
 
@@ -151,14 +151,12 @@ impl<'a> Block<'a> {
             reason,
         };
         if self.header.is_some() {
-            let record = Record::decode(entry).map_err(|error| unreadable(error.to_string()))?;
-            let kind = record
-                .kind()
-                .map_err(|error| unreadable(error.to_string()))?;
+            let head = RecordHead::decode(entry).map_err(|error| unreadable(error.to_string()))?;
+            let kind = head.kind().map_err(|error| unreadable(error.to_string()))?;
             Ok(EntrySummary {
-                dedup: Some(record.dedup),
+                dedup: Some(head.dedup),
                 kind,
-                recipient: std::borrow::Cow::Owned(record.recipient().to_owned()),
+                recipient: std::borrow::Cow::Borrowed(head.recipient),
             })
         } else {
             #[derive(serde::Deserialize)]
