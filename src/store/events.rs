@@ -319,38 +319,29 @@ impl Store {
                 }
             }
             if !full(&page, scanned) && upper.0 > lower.0 {
-                let mut failure = None;
                 self.recipients().visit(
                     recipient.as_str(),
                     lower,
                     EventId(upper.0 - 1),
                     |id, kind| {
                         if seen.contains(&id) {
-                            return ControlFlow::Continue(());
+                            return Ok(ControlFlow::Continue(()));
                         }
                         scanned += 1;
                         last_seen = Some(id);
                         // The index holds the kind: skip other kinds without reading events.
                         if query.kind.is_none_or(|wanted| wanted == kind) {
-                            match self.event_with(id, &mut bodies) {
-                                Ok(Some(event)) if keep(&event) => page.events.push(event),
-                                Ok(_) => {}
-                                Err(error) => {
-                                    failure = Some(error);
-                                    return ControlFlow::Break(());
-                                }
+                            if let Some(event) = self.event_with(id, &mut bodies)?.filter(keep) {
+                                page.events.push(event);
                             }
                         }
-                        if full(&page, scanned) {
+                        Ok(if full(&page, scanned) {
                             ControlFlow::Break(())
                         } else {
                             ControlFlow::Continue(())
-                        }
+                        })
                     },
                 )?;
-                if let Some(error) = failure {
-                    return Err(error);
-                }
             }
         } else {
             'scan: for entry in self.trees().events.range(..upper.to_be_bytes()).rev() {
@@ -430,6 +421,11 @@ impl Store {
 /// Reads a block key.
 pub(crate) fn block_id(key: &[u8]) -> Result<EventId, StoreError> {
     EventId::from_be_slice(key).ok_or_else(|| corrupt(keys::EVENTS, "key is not an event id"))
+}
+
+/// Returns the first id of the oldest block in an `events` tree, if any.
+pub(crate) fn oldest_block(events: &sled::Tree) -> Result<Option<EventId>, StoreError> {
+    events.first()?.map(|(key, _)| block_id(&key)).transpose()
 }
 
 /// Decodes a stored event value, setting its id from the key.

@@ -25,36 +25,25 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut count = 0;
         let mut read = 0;
-        let mut failure = None;
         // The index holds each event's kind, so other kinds are skipped without reading
         // events; only reads of matching events are capped.
         self.recipients()
             .visit(recipient, EventId(0), up_to, |id, found| {
                 if found != kind {
-                    return ControlFlow::Continue(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 read += 1;
                 if read > MAX_HISTORY_SCAN {
-                    return ControlFlow::Break(());
+                    return Ok(ControlFlow::Break(()));
                 }
-                match self.event(id) {
-                    Ok(Some(event)) => {
-                        let at = event.occurred_at.unwrap_or(event.received_at);
-                        if from <= at && at <= to {
-                            count += 1;
-                        }
-                        ControlFlow::Continue(())
-                    }
-                    Ok(None) => ControlFlow::Continue(()),
-                    Err(error) => {
-                        failure = Some(error);
-                        ControlFlow::Break(())
+                if let Some(event) = self.event(id)? {
+                    let at = event.occurred_at.unwrap_or(event.received_at);
+                    if from <= at && at <= to {
+                        count += 1;
                     }
                 }
+                Ok(ControlFlow::Continue(()))
             })?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
         Ok(count)
     }
 

@@ -119,6 +119,13 @@ impl Run {
         })
     }
 
+    /// Adds this run's catalog entry, in `state`, to `batch`; returns the run so.
+    fn put(&self, batch: &mut sled::Batch, state: RunState) -> Run {
+        let run = Run { state, ..*self };
+        batch.insert(&Run::catalog_key(run.seq), &run.encode());
+        run
+    }
+
     /// The prefix of every data key of this run.
     fn prefix(&self) -> [u8; 8] {
         self.seq.to_be_bytes()
@@ -269,7 +276,7 @@ impl RecipientIndex {
         for (recipient, postings) in &recipients {
             write_postings(&mut batch, &run, recipient.as_bytes(), postings);
         }
-        batch.insert(&Run::catalog_key(run.seq), &run.encode());
+        run.put(&mut batch, RunState::Live);
         self.tree.apply_batch(batch)?;
         let mut view = self.write();
         view.runs.push(run);
@@ -309,17 +316,9 @@ impl RecipientIndex {
             self.write_merged(&sources, &merged, floor.0)?;
             // Live and the sources dropping in one atomic batch.
             let mut batch = sled::Batch::default();
-            let live = Run {
-                state: RunState::Live,
-                ..merged
-            };
-            batch.insert(&Run::catalog_key(live.seq), &live.encode());
+            let live = merged.put(&mut batch, RunState::Live);
             for source in &sources {
-                let dropping = Run {
-                    state: RunState::Dropping,
-                    ..*source
-                };
-                batch.insert(&Run::catalog_key(source.seq), &dropping.encode());
+                source.put(&mut batch, RunState::Dropping);
             }
             self.tree.apply_batch(batch)?;
             {
@@ -399,11 +398,7 @@ impl RecipientIndex {
         }
         let mut batch = sled::Batch::default();
         for run in &expired {
-            let dropping = Run {
-                state: RunState::Dropping,
-                ..*run
-            };
-            batch.insert(&Run::catalog_key(run.seq), &dropping.encode());
+            run.put(&mut batch, RunState::Dropping);
         }
         self.tree.apply_batch(batch)?;
         self.write()
@@ -416,24 +411,24 @@ impl RecipientIndex {
     }
 
     /// Calls `visit` with the id and kind of each indexed event of `recipient` with an id
-    /// in `lower..=upper`, newest first, until it breaks.
+    /// in `lower..=upper`, newest first, until it breaks or fails (its error is returned).
     pub(crate) fn visit(
         &self,
         recipient: &str,
         lower: EventId,
         upper: EventId,
-        mut visit: impl FnMut(EventId, EventKind) -> ControlFlow<()>,
+        mut visit: impl FnMut(EventId, EventKind) -> Result<ControlFlow<()>, StoreError>,
     ) -> Result<(), StoreError> {
         let in_range = |id: u64| lower.0 <= id && id <= upper.0;
         // Held while scanning: a merge waits for it before deleting the runs read here.
         let view = self.read();
         let mut emit = |posting: &Posting| match EventKind::from_code(posting.1) {
             Some(kind) if in_range(posting.0) => visit(EventId(posting.0), kind),
-            _ => ControlFlow::Continue(()),
+            _ => Ok(ControlFlow::Continue(())),
         };
         if let Some(postings) = view.tail.get(recipient) {
             for posting in postings.iter().rev() {
-                if emit(posting).is_break() {
+                if emit(posting)?.is_break() {
                     return Ok(());
                 }
             }
@@ -451,7 +446,7 @@ impl RecipientIndex {
                 let (key, value) = entry?;
                 let chunk = Chunk { key, value };
                 for posting in chunk.postings()?.iter().rev() {
-                    if emit(posting).is_break() {
+                    if emit(posting)?.is_break() {
                         return Ok(());
                     }
                 }
@@ -574,9 +569,8 @@ pub(crate) fn rebuild(db: &sled::Db) -> Result<(), StoreError> {
     tree.clear()?;
     let index = RecipientIndex::open(tree)?;
     let events = db.open_tree(super::keys::EVENTS)?;
-    let floor = match events.first()? {
-        Some((key, _)) => super::events::block_id(&key)?,
-        None => return Ok(()),
+    let Some(floor) = super::events::oldest_block(&events)? else {
+        return Ok(());
     };
     let mut blocks = Vec::with_capacity(REBUILD_BLOCKS);
     for entry in events.iter() {
@@ -637,7 +631,7 @@ mod tests {
         index
             .visit(recipient, EventId(lower), EventId(upper), |id, _| {
                 ids.push(id.0);
-                ControlFlow::Continue(())
+                Ok(ControlFlow::Continue(()))
             })
             .unwrap();
         ids
@@ -668,7 +662,7 @@ mod tests {
         index
             .visit("user5@x.com", EventId(2000), EventId(5000), |id, kind| {
                 kinds.push((id.0, kind));
-                ControlFlow::Continue(())
+                Ok(ControlFlow::Continue(()))
             })
             .unwrap();
         let wanted: Vec<(u64, EventKind)> = expected
@@ -791,7 +785,7 @@ mod tests {
         };
         let mut batch = sled::Batch::default();
         write_postings(&mut batch, &building, b"user5@x.com", &[(1500, 1)]);
-        batch.insert(&Run::catalog_key(99), &building.encode());
+        building.put(&mut batch, RunState::Building);
         tree.apply_batch(batch).unwrap();
         drop(index);
         let index = RecipientIndex::open(tree.clone()).unwrap();

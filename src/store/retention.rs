@@ -22,7 +22,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::commit::Removal;
-use super::events::{Block, BodyCache, block_id};
+use super::events::{Block, BodyCache, block_id, oldest_block};
 use super::keys::{self, Resolution};
 use super::{Store, StoreError};
 use crate::event::EventId;
@@ -124,11 +124,7 @@ impl Store {
     /// Returns the sizes and dates `GET /api/storage` shows.
     pub fn storage_summary(&self) -> Result<StorageSummary, StoreError> {
         let t = self.trees();
-        let oldest_event = t
-            .events
-            .first()?
-            .map(|(key, _)| block_id(&key).map(EventId::timestamp))
-            .transpose()?;
+        let oldest_event = oldest_block(&t.events)?.map(EventId::timestamp);
         Ok(StorageSummary {
             size_on_disk_bytes: self.size_on_disk()?,
             events: self.event_count()?,
@@ -237,12 +233,7 @@ impl Store {
             Ok(slice.more)
         })?;
         // Nothing below adds or removes events: this stays the oldest block.
-        let oldest_block = t
-            .events
-            .first()?
-            .map(|(key, _)| block_id(&key))
-            .transpose()?
-            .unwrap_or(EventId(u64::MAX));
+        let oldest_block = oldest_block(&t.events)?.unwrap_or(EventId(u64::MAX));
         self.recipients().drop_expired(oldest_block)?;
         paced(&mut || {
             let (removed, more) = purge_range(&t.evaluations, events_cutoff)?;

@@ -10,7 +10,7 @@
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::events::{Block, BodyCache, block_id};
+use super::events::{Block, BodyCache, block_id, oldest_block};
 use super::{Store, StoreError, keys};
 use crate::event::{Event, EventId};
 
@@ -120,10 +120,7 @@ impl Store {
         if blocks.is_empty() {
             return Ok(0);
         }
-        let floor = match t.events.first()? {
-            Some((key, _)) => block_id(&key)?,
-            None => EventId(0),
-        };
+        let floor = oldest_block(&t.events)?.unwrap_or(EventId(0));
         self.recipients().add_blocks(
             blocks.iter().map(|(base, value)| (*base, value.as_ref())),
             floor,
