@@ -14,7 +14,8 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::actions::{Executor, Worker};
-use crate::api::{self, AppState};
+use crate::api::webhooks::BodyBudget;
+use crate::api::{self, AppState, serve};
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::ingest::providers::script::{ScriptProviders, Watcher};
@@ -35,6 +36,7 @@ pub struct Application {
     executor: Arc<Executor>,
     watcher: Watcher,
     purger: Purger,
+    limits: serve::Limits,
 }
 
 impl Application {
@@ -72,6 +74,10 @@ impl Application {
             Duration::from_secs(config.storage.purge_interval_secs),
         )
         .context("cannot start the purge")?;
+        let limits = serve::Limits::new(&config.server, serve::raise_file_limit());
+        let body_budget = Arc::new(BodyBudget::new(config.in_flight_bytes()));
+        metrics::gauge!(telemetry::names::COMMIT_QUEUE_LIMIT)
+            .set(config.ingest.max_queued_requests as f64);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -86,6 +92,7 @@ impl Application {
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
             certificates,
+            body_budget,
         };
         Ok(Application {
             listener,
@@ -94,6 +101,7 @@ impl Application {
             executor,
             watcher,
             purger,
+            limits,
         })
     }
 
@@ -127,15 +135,13 @@ impl Application {
             executor,
             watcher,
             mut purger,
+            limits,
         } = self;
         let worker = Worker::start(executor);
         let store = state.store.clone();
         let router = api::router(state);
         tracing::info!(address = %listener.local_addr()?, "mailwarden listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("server failed")?;
+        serve::serve(listener, router, limits, shutdown).await;
         worker.stop().await;
         tokio::task::spawn_blocking(move || {
             purger.stop();
@@ -168,6 +174,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
         cache_capacity: config.storage.cache_capacity_mb * 1024 * 1024,
         max_group: config.storage.max_group,
         fold_local_parts: config.suppressions.case_insensitive_local_part,
+        max_queued_requests: config.ingest.max_queued_requests,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Token required by `/api/...` (as `Authorization: Bearer`).
     pub admin_token: Option<Secret>,
+    /// Connection limits and timeouts of the HTTP server.
+    pub server: ServerConfig,
     /// Webhook intake settings.
     pub ingest: IngestConfig,
     /// Storage settings.
@@ -183,6 +185,7 @@ impl Default for Config {
             providers_dir: PathBuf::from("./providers"),
             public_url: None,
             admin_token: None,
+            server: ServerConfig::default(),
             ingest: IngestConfig::default(),
             storage: StorageConfig::default(),
             sources: BTreeMap::new(),
@@ -201,12 +204,56 @@ impl Default for Config {
 pub struct IngestConfig {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Most webhook requests waiting for the group commit; beyond it requests are
+    /// refused at once with 503 and `Retry-After` (providers retry on 5xx).
+    pub max_queued_requests: usize,
+    /// Most bytes of webhook bodies being received or ingested at once; beyond it
+    /// requests are refused at once with 503 and `Retry-After`. A request reserves its
+    /// `Content-Length`, or its source's `max_body_bytes` when it sends none. Never
+    /// below the largest body limit (see [`Config::in_flight_bytes`]).
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_body_bytes: 5 * 1024 * 1024,
+            max_queued_requests: 1024,
+            max_in_flight_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// Connection limits and timeouts of the HTTP server: what keeps slow or idle clients
+/// from holding connections (and file descriptors) the providers need.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Seconds a client has to send a request's headers, counted from its first byte
+    /// (or from the connection's start for its first request).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in;
+    /// slower bodies get 408 and the connection is closed.
+    pub body_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Most connections open at once; further clients wait in the listen backlog. The
+    /// server raises its file limit to the hard limit at start and lowers this when the
+    /// limit cannot hold it.
+    pub max_connections: usize,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests and outbound calls in
+    /// flight before it closes what is left (unfinished calls return to the outbox).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -473,10 +520,40 @@ impl Config {
         Ok(())
     }
 
+    /// Returns the bound on webhook body bytes in flight: `ingest.max_in_flight_bytes`,
+    /// raised to the largest body a source accepts so that such a body can always be
+    /// received when nothing else is.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.sources
+            .values()
+            .filter_map(|source| source.max_body_bytes)
+            .chain([self.ingest.max_body_bytes, self.ingest.max_in_flight_bytes])
+            .max()
+            .unwrap_or(self.ingest.max_in_flight_bytes)
+    }
+
     /// Checks that the settings can work and are safe.
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(1024..=1 << 30).contains(&self.ingest.max_body_bytes) {
             bail!("ingest.max_body_bytes must be between 1 KiB and 1 GiB");
+        }
+        if self.ingest.max_queued_requests == 0 {
+            bail!("ingest.max_queued_requests must be at least 1");
+        }
+        for (name, secs) in [
+            (
+                "header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("body_timeout_secs", self.server.body_timeout_secs),
+            ("idle_timeout_secs", self.server.idle_timeout_secs),
+        ] {
+            if !(1..=3_600).contains(&secs) {
+                bail!("server.{name} must be between 1 and 3600 seconds");
+            }
+        }
+        if self.server.max_connections == 0 {
+            bail!("server.max_connections must be at least 1");
         }
         if !(8..=16 * 1024).contains(&self.storage.cache_capacity_mb) {
             bail!("storage.cache_capacity_mb must be between 8 and 16384");

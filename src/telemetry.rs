@@ -51,6 +51,24 @@ pub mod names {
     pub const ALERTS: &str = "mailwarden_alerts_total";
     /// Requests sharing one group commit.
     pub const STORE_GROUP_REQUESTS: &str = "mailwarden_store_group_requests";
+    /// Ingest requests waiting for (or in) a group commit.
+    pub const COMMIT_QUEUE: &str = "mailwarden_ingest_queue_requests";
+    /// The bound on [`COMMIT_QUEUE`] (`ingest.max_queued_requests`).
+    pub const COMMIT_QUEUE_LIMIT: &str = "mailwarden_ingest_queue_limit_requests";
+    /// Bytes of webhook bodies being received or ingested.
+    pub const IN_FLIGHT_BYTES: &str = "mailwarden_ingest_in_flight_bytes";
+    /// The bound on [`IN_FLIGHT_BYTES`] (`ingest.max_in_flight_bytes`).
+    pub const IN_FLIGHT_LIMIT: &str = "mailwarden_ingest_in_flight_limit_bytes";
+    /// Webhook requests refused with 503 because a bound was reached, by `reason`
+    /// (`queue_full`, `bytes_in_flight`).
+    pub const OVERLOADED: &str = "mailwarden_ingest_overloaded_total";
+    /// Open HTTP connections.
+    pub const CONNECTIONS: &str = "mailwarden_http_connections";
+    /// The bound on [`CONNECTIONS`] in effect (`server.max_connections`).
+    pub const CONNECTION_LIMIT: &str = "mailwarden_http_connections_limit";
+    /// Connections closed by the server, by `reason` (`header_timeout`, `body_timeout`,
+    /// `idle_timeout`, `shutdown`).
+    pub const CONNECTIONS_CLOSED: &str = "mailwarden_http_connections_closed_total";
 }
 
 /// Histogram buckets for latencies, in seconds.

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::ingest::IngestError;
 use crate::store::StoreError;
+use crate::telemetry::names;
 
 /// An error answer.
 #[derive(Debug)]
@@ -44,6 +45,12 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 503 `overloaded` (answered with `Retry-After`): a bound on work in flight was
+    /// reached and nothing was stored.
+    pub fn overloaded(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+    }
+
     /// Adds fields next to `code` and `message`.
     pub fn with(mut self, extra: serde_json::Value) -> ApiError {
         self.extra = Some(extra);
@@ -64,6 +71,14 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
+        if let StoreError::Overloaded { queued } = error {
+            // Expected under a burst, and the client retries: not an error of ours.
+            metrics::counter!(names::OVERLOADED, "reason" => "queue_full").increment(1);
+            tracing::debug!(queued, "group commit queue full, request refused");
+            return ApiError::overloaded(format!(
+                "{queued} requests are waiting to be stored; nothing was stored, retry later"
+            ));
+        }
         // Logged in full here; the client learns only that it should retry.
         tracing::error!(%error, "storage error");
         ApiError::new(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod rules;
+pub mod serve;
 pub mod sources;
 pub mod storage;
 pub mod suppressions;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// SNS signing certificates and the client that confirms subscriptions.
     pub certificates: Arc<Certificates>,
+    /// The bound on webhook body bytes in flight.
+    pub body_budget: Arc<webhooks::BodyBudget>,
 }
 
 /// Builds the router with every route and middleware.

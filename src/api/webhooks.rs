@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -18,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde_json::json;
 
+use super::serve::BodyTimeout;
 use super::{ApiError, AppState};
 use crate::ingest::providers::Control;
 use crate::ingest::sources::Source;
@@ -34,7 +37,15 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let source = find(&state, &source_name)?;
     let (parts, body) = request.into_parts();
-    let bytes = read_body(&parts.headers, body, source.max_body_bytes).await?;
+    let declared = declared_length(&parts.headers);
+    // Held until the answer: bodies being read, verified and stored count against it.
+    let _reserved = state
+        .body_budget
+        .reserve(declared.map_or(source.max_body_bytes, |length| {
+            length.min(source.max_body_bytes as u64) as usize
+        }))
+        .map_err(|error| error.with_status(source.provider.retry_status()))?;
+    let bytes = read_body(declared, body, source.max_body_bytes).await?;
     let now = Timestamp::now();
     let checked = verify::Request {
         headers: &parts.headers,
@@ -84,9 +95,18 @@ fn find(state: &AppState, name: &str) -> Result<Arc<Source>, ApiError> {
     })
 }
 
-/// Reads the body up to `limit` bytes; larger bodies get 413 without being read further.
+/// Returns the request's `Content-Length`, if it sends a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+}
+
+/// Reads the body up to `limit` bytes; larger bodies get 413 without being read further,
+/// bodies slower than `server.body_timeout_secs` get 408.
 async fn read_body(
-    headers: &HeaderMap,
+    declared: Option<u64>,
     body: axum::body::Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
@@ -98,10 +118,6 @@ async fn read_body(
             format!("the body is larger than the limit of {limit} bytes"),
         )
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
@@ -118,6 +134,14 @@ async fn read_body(
             }
             if over_limit {
                 return Err(too_large());
+            }
+            if let Some(timeout) = BodyTimeout::find(&error) {
+                metrics::counter!(names::REJECTED, "reason" => "body_timeout").increment(1);
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    timeout.to_string(),
+                ));
             }
             Err(ApiError::bad_request(
                 "body_read_failed",
@@ -248,5 +272,80 @@ fn handle_control(
             source.set_subscription(subscription, &state.store);
             Json(json!({ "subscription": { "topic_arn": topic_arn, "status": "unsubscribed" } }))
         }
+    }
+}
+
+/// The bound on webhook body bytes in flight (`ingest.max_in_flight_bytes`): a request
+/// reserves its size before its body is read and gives it back with its answer; when
+/// the reservation does not fit, the request is refused at once with 503, so a burst
+/// cannot grow memory without bound.
+#[derive(Debug)]
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+    limit: usize,
+}
+
+/// Bytes reserved from a [`BodyBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct Reserved {
+    permit: OwnedSemaphorePermit,
+    budget: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl BodyBudget {
+    /// A budget of `limit` bytes (at most `u32::MAX` per request, well above any body
+    /// limit).
+    pub fn new(limit: usize) -> BodyBudget {
+        let limit = limit.min(Semaphore::MAX_PERMITS);
+        metrics::gauge!(names::IN_FLIGHT_LIMIT).set(limit as f64);
+        BodyBudget {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// Reserves `bytes`, or refuses with 503 `overloaded` when they do not fit now.
+    pub fn reserve(&self, bytes: usize) -> Result<Reserved, ApiError> {
+        let wanted = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        match self.permits.clone().try_acquire_many_owned(wanted) {
+            Ok(permit) => {
+                self.record();
+                Ok(Reserved {
+                    permit: permit,
+                    budget: self.permits.clone(),
+                    limit: self.limit,
+                })
+            }
+            Err(_) => {
+                metrics::counter!(names::OVERLOADED, "reason" => "bytes_in_flight").increment(1);
+                Err(ApiError::overloaded(format!(
+                    "{} bytes of bodies are being received (the bound is {}); nothing was \
+                     stored, retry later",
+                    self.in_flight(),
+                    self.limit
+                )))
+            }
+        }
+    }
+
+    /// Returns the bytes reserved now.
+    pub fn in_flight(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
+    }
+
+    fn record(&self) {
+        metrics::gauge!(names::IN_FLIGHT_BYTES).set(self.in_flight() as f64);
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        // The permit goes back after this body, so count it as given back already.
+        let reserved = self.permit.num_permits();
+        let in_flight = self
+            .limit
+            .saturating_sub(self.budget.available_permits() + reserved);
+        metrics::gauge!(names::IN_FLIGHT_BYTES).set(in_flight as f64);
     }
 }

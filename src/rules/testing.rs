@@ -135,7 +135,7 @@ impl ScratchStore {
         let options = StoreOptions {
             cache_capacity: 8 * 1024 * 1024,
             max_group: 64,
-            fold_local_parts: false,
+            ..StoreOptions::default()
         };
         let store = Store::open(&dir, &options)?;
         Ok(ScratchStore {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,8 @@ use super::{IdGenerator, StoreError, StoreOptions, Trees};
 use crate::event::{EventId, EventKind};
 use crate::telemetry::names;
 
-/// Requests waiting for the writer before senders have to wait.
+/// Jobs the channel holds. Ingest requests are bounded before they are sent (see
+/// [`Writer::commit`]), so this only has to leave room for flushes and purges.
 const QUEUE_DEPTH: usize = 4096;
 /// Most events in one stored block (one request's events may span several blocks).
 const MAX_BLOCK_EVENTS: usize = 32;
@@ -103,6 +104,8 @@ enum Job {
     Ingest {
         batch: IngestBatch,
         reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+        /// Held until the writer is done with the request.
+        _slot: QueueSlot,
     },
     Flush {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -125,11 +128,24 @@ pub struct Removal {
     pub dedup: Vec<[u8; 16]>,
 }
 
+/// One ingest request's place in the group commit's queue, given back when dropped.
+struct QueueSlot(Arc<AtomicUsize>);
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        let left = self.0.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!(names::COMMIT_QUEUE).set(left as f64);
+    }
+}
+
 /// The sending side of the writer; owned by the store.
 pub(crate) struct Writer {
     sender: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     flushes: Arc<AtomicU64>,
+    /// Ingest requests sent and not yet answered.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
 }
 
 impl Writer {
@@ -157,14 +173,30 @@ impl Writer {
             sender: Some(sender),
             thread: Some(thread),
             flushes,
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued: options.max_queued_requests.max(1),
         })
     }
 
+    /// Queues `batch` for the next group commit and waits for its outcome; refuses it at
+    /// once when `max_queued_requests` are already waiting, so that under overload
+    /// latency and memory stay bounded and the client (a provider) retries later.
     pub(crate) async fn commit(&self, batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
-        let (reply, answer) = oneshot::channel();
         let sender = self.sender.as_ref().ok_or(StoreError::Closed)?;
+        let queued = self.queued.fetch_add(1, Ordering::AcqRel);
+        let slot = QueueSlot(self.queued.clone());
+        if queued >= self.max_queued {
+            drop(slot);
+            return Err(StoreError::Overloaded { queued });
+        }
+        metrics::gauge!(names::COMMIT_QUEUE).set((queued + 1) as f64);
+        let (reply, answer) = oneshot::channel();
         sender
-            .send(Job::Ingest { batch, reply })
+            .send(Job::Ingest {
+                batch,
+                reply,
+                _slot: slot,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?

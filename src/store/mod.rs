@@ -73,6 +73,13 @@ pub enum StoreError {
     /// version and the migration is tried again on the next start.
     #[error("store upgrade failed: {0}")]
     Upgrade(String),
+    /// The group commit's queue is full: nothing was written, the request should be
+    /// retried later (see `ingest.max_queued_requests`).
+    #[error("{queued} requests are already waiting for the group commit")]
+    Overloaded {
+        /// Requests waiting when this one was refused.
+        queued: usize,
+    },
 }
 
 /// How to open the store.
@@ -84,6 +91,9 @@ pub struct StoreOptions {
     pub max_group: usize,
     /// Match suppressed addresses' local parts case-insensitively (`User@x` = `user@x`).
     pub fold_local_parts: bool,
+    /// Most ingest requests waiting for (or in) a group commit; further ones get
+    /// [`StoreError::Overloaded`] at once.
+    pub max_queued_requests: usize,
 }
 
 impl Default for StoreOptions {
@@ -92,6 +102,7 @@ impl Default for StoreOptions {
             cache_capacity: 64 * 1024 * 1024,
             max_group: 512,
             fold_local_parts: false,
+            max_queued_requests: 1024,
         }
     }
 }

@@ -3,11 +3,8 @@
 //! authentication, and the filters and pagination of `GET /api/events`.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,7 +12,9 @@ use jiff::Timestamp;
 use mailwarden::config::{Secret, SourceConfig};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, all_fixtures, read_fixture, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, all_fixtures, read_fixture, spawn_app, spawn_app_with, start_server,
+};
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
@@ -1516,98 +1515,6 @@ async fn metrics_count_events_and_requests() {
 
 // ---------------------------------------------------------------------------------------
 // The real binary, killed without warning.
-
-/// A `mailwarden serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Removes ANSI escape sequences (colours) from a log line.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for next in chars.by_ref() {
-                if next.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Starts the binary on an ephemeral port over `dir` and returns once it listens.
-fn start_server(dir: &Path) -> Server {
-    let data = dir.join("data");
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).expect("rules directory");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailwarden"));
-    command
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--data")
-        .arg(&data)
-        .arg("--rules")
-        .arg(&rules)
-        .arg("--providers")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("providers"))
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MAILWARDEN_") {
-            command.env_remove(name);
-        }
-    }
-    // Owned by the guard from the start: killed and reaped however this function ends.
-    let mut server = Server {
-        child: command.spawn().expect("the binary starts"),
-        address: SocketAddr::from(([127, 0, 0, 1], 0)),
-    };
-    let stderr = server.child.stderr.take().expect("stderr");
-    let (lines, received) = mpsc::channel();
-    // Keeps draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = lines.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    loop {
-        let line = match received.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => strip_ansi(&line),
-            Err(error) => panic!(
-                "no `mailwarden listening` line ({error:?}); log:\n{}",
-                log.join("\n")
-            ),
-        };
-        if line.contains("mailwarden listening") {
-            server.address = line
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix("address="))
-                .and_then(|address| address.trim_matches('"').parse().ok())
-                .unwrap_or_else(|| panic!("no address in `{line}`"));
-            return server;
-        }
-        log.push(line);
-    }
-}
 
 #[tokio::test]
 async fn acknowledged_events_survive_kill_9() {
