@@ -312,7 +312,7 @@ impl BodyBudget {
             Ok(permit) => {
                 self.record();
                 Ok(Reserved {
-                    permit: permit,
+                    permit,
                     budget: self.permits.clone(),
                     limit: self.limit,
                 })
