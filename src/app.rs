@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 
 use crate::actions::{Executor, Worker};
 use crate::api::webhooks::BodyBudget;
@@ -30,7 +29,7 @@ use crate::telemetry;
 
 /// A built service, bound to its address, not yet serving.
 pub struct Application {
-    listener: TcpListener,
+    listener: tokio::net::TcpListener,
     state: AppState,
     runner: Runner,
     executor: Arc<Executor>,
@@ -43,6 +42,8 @@ impl Application {
     /// Checks the configuration, opens the store and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
+        // Installed first, so that gauges set while building are recorded.
+        let metrics = telemetry::metrics_handle();
         // reqwest and lettre use rustls without choosing a crypto provider themselves.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let rules = load_rules(&config)?;
@@ -78,8 +79,7 @@ impl Application {
         let body_budget = Arc::new(BodyBudget::new(config.in_flight_bytes()));
         metrics::gauge!(telemetry::names::COMMIT_QUEUE_LIMIT)
             .set(config.ingest.max_queued_requests as f64);
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = serve::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let mut config = config;
         // With port 0 the system picks the port: show the real one in source URLs.
@@ -90,7 +90,7 @@ impl Application {
             rules,
             admin_token: config.admin_token.as_ref().map(|t| Token::new(t.expose())),
             config: Arc::new(config),
-            metrics: telemetry::metrics_handle(),
+            metrics,
             certificates,
             body_budget,
         };

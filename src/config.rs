@@ -208,9 +208,9 @@ pub struct IngestConfig {
     /// refused at once with 503 and `Retry-After` (providers retry on 5xx).
     pub max_queued_requests: usize,
     /// Most bytes of webhook bodies being received or ingested at once; beyond it
-    /// requests are refused at once with 503 and `Retry-After`. A request reserves its
-    /// `Content-Length`, or its source's `max_body_bytes` when it sends none. Never
-    /// below the largest body limit (see [`Config::in_flight_bytes`]).
+    /// requests are refused at once with 503 and `Retry-After`. Bytes count as they
+    /// arrive and until the request is answered. Never below the largest body limit (see
+    /// [`Config::in_flight_bytes`]).
     pub max_in_flight_bytes: usize,
 }
 

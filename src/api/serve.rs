@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -33,7 +34,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
@@ -93,6 +94,23 @@ impl Limits {
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         }
     }
+}
+
+/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`): a
+/// burst of clients waits there instead of being reset.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `address` with a listen backlog sized for bursts of connections.
+pub fn bind(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restart may bind while the last process's connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the limit in force

@@ -17,6 +17,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -37,15 +38,22 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let source = find(&state, &source_name)?;
     let (parts, body) = request.into_parts();
-    let declared = declared_length(&parts.headers);
+    let retry_later = |error: ApiError| {
+        if error.status() == StatusCode::SERVICE_UNAVAILABLE {
+            error.with_status(source.provider.retry_status())
+        } else {
+            error
+        }
+    };
     // Held until the answer: bodies being read, verified and stored count against it.
-    let _reserved = state
-        .body_budget
-        .reserve(declared.map_or(source.max_body_bytes, |length| {
-            length.min(source.max_body_bytes as u64) as usize
-        }))
-        .map_err(|error| error.with_status(source.provider.retry_status()))?;
-    let bytes = read_body(declared, body, source.max_body_bytes).await?;
+    let (bytes, _reserved) = read_body(
+        declared_length(&parts.headers),
+        body,
+        source.max_body_bytes,
+        &state.body_budget,
+    )
+    .await
+    .map_err(retry_later)?;
     let now = Timestamp::now();
     let checked = verify::Request {
         headers: &parts.headers,
@@ -103,13 +111,17 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|value| value.parse::<u64>().ok())
 }
 
-/// Reads the body up to `limit` bytes; larger bodies get 413 without being read further,
-/// bodies slower than `server.body_timeout_secs` get 408.
+/// Reads the body up to `limit` bytes, reserving each chunk from `budget` as it arrives
+/// (a client that announces a megabyte and trickles a byte a second holds a few bytes of
+/// it, not a megabyte). Larger bodies get 413 without being read further, bodies slower
+/// than `server.body_timeout_secs` get 408, and a chunk that does not fit the budget
+/// gets 503 at once.
 async fn read_body(
     declared: Option<u64>,
-    body: axum::body::Body,
+    mut body: axum::body::Body,
     limit: usize,
-) -> Result<Bytes, ApiError> {
+    budget: &BodyBudget,
+) -> Result<(Bytes, Reserved), ApiError> {
     let too_large = || {
         metrics::counter!(names::REJECTED, "reason" => "body_too_large").increment(1);
         ApiError::new(
@@ -121,34 +133,36 @@ async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
-        Err(error) => {
-            // Either the limit was hit mid-stream or the client went away.
-            // axum reports the limit only through the message of the wrapped error.
-            let mut cause: Option<&dyn std::error::Error> = Some(&error);
-            let mut over_limit = false;
-            while let Some(current) = cause {
-                over_limit |= current.to_string().contains("length limit exceeded");
-                cause = current.source();
-            }
-            if over_limit {
-                return Err(too_large());
-            }
-            if let Some(timeout) = BodyTimeout::find(&error) {
+    let mut reserved = budget.reserve(0)?;
+    // Grown as bytes arrive: a declared length is only a claim.
+    let mut collected =
+        Vec::with_capacity(declared.map_or(0, |length| length.min(64 * 1024) as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| match BodyTimeout::find(&error) {
+            Some(timeout) => {
                 metrics::counter!(names::REJECTED, "reason" => "body_timeout").increment(1);
-                return Err(ApiError::new(
+                ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
                     timeout.to_string(),
-                ));
+                )
             }
-            Err(ApiError::bad_request(
+            // The client went away or broke the framing.
+            None => ApiError::bad_request(
                 "body_read_failed",
                 format!("could not read the body: {error}"),
-            ))
+            ),
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        if collected.len() + chunk.len() > limit {
+            return Err(too_large());
         }
+        budget.grow(&mut reserved, chunk.len())?;
+        collected.extend_from_slice(&chunk);
     }
+    Ok((Bytes::from(collected), reserved))
 }
 
 /// Runs every check of `source`; the first failure refuses the request.
@@ -276,9 +290,9 @@ fn handle_control(
 }
 
 /// The bound on webhook body bytes in flight (`ingest.max_in_flight_bytes`): a request
-/// reserves its size before its body is read and gives it back with its answer; when
-/// the reservation does not fit, the request is refused at once with 503, so a burst
-/// cannot grow memory without bound.
+/// reserves its body's bytes as they arrive and gives them back with its answer; a chunk
+/// that does not fit is refused at once with 503, so a burst cannot grow memory without
+/// bound, and slow clients hold only what they actually sent.
 #[derive(Debug)]
 pub struct BodyBudget {
     permits: Arc<Semaphore>,
@@ -307,15 +321,27 @@ impl BodyBudget {
 
     /// Reserves `bytes`, or refuses with 503 `overloaded` when they do not fit now.
     pub fn reserve(&self, bytes: usize) -> Result<Reserved, ApiError> {
-        let wanted = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        let permit = self.take(bytes)?;
+        Ok(Reserved {
+            permit,
+            budget: self.permits.clone(),
+            limit: self.limit,
+        })
+    }
+
+    /// Adds `bytes` to `reserved`, or refuses with 503 `overloaded`.
+    pub fn grow(&self, reserved: &mut Reserved, bytes: usize) -> Result<(), ApiError> {
+        let more = self.take(bytes)?;
+        reserved.permit.merge(more);
+        Ok(())
+    }
+
+    fn take(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let wanted = u32::try_from(bytes).unwrap_or(u32::MAX);
         match self.permits.clone().try_acquire_many_owned(wanted) {
             Ok(permit) => {
                 self.record();
-                Ok(Reserved {
-                    permit,
-                    budget: self.permits.clone(),
-                    limit: self.limit,
-                })
+                Ok(permit)
             }
             Err(_) => {
                 metrics::counter!(names::OVERLOADED, "reason" => "bytes_in_flight").increment(1);

@@ -6,6 +6,7 @@ mod adapters;
 mod backup;
 mod custom_providers;
 mod fuzz;
+mod hardening;
 mod helpers;
 mod ingest;
 mod rules;
