@@ -92,6 +92,7 @@ impl Application {
             config: Arc::new(config),
             metrics: telemetry::metrics_handle(),
             certificates,
+            breakers: executor.breakers(),
             body_budget,
         };
         Ok(Application {

@@ -8,6 +8,7 @@ mod custom_providers;
 mod fuzz;
 mod helpers;
 mod ingest;
+mod outbound;
 mod rules;
 mod signing;
 mod sinks;
