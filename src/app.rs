@@ -92,6 +92,7 @@ impl Application {
             config: Arc::new(config),
             metrics,
             certificates,
+            breakers: executor.breakers(),
             body_budget,
         };
         Ok(Application {

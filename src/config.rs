@@ -124,7 +124,8 @@ pub struct OutboundConfig {
     pub signing_secret: Option<Secret>,
     /// Seconds to connect.
     pub connect_timeout_secs: u64,
-    /// Seconds for the whole call.
+    /// Seconds for the whole call: connecting, sending, the answer's headers and its
+    /// whole body. A receiver that never answers, or answers slowly, fails at this point.
     pub timeout_secs: u64,
     /// Most response bytes read.
     pub max_response_bytes: usize,
@@ -135,6 +136,12 @@ pub struct OutboundConfig {
     /// Hosts and networks that may be called although they are private or local
     /// (`"127.0.0.1/32"`, `"10.0.0.0/8"`, `"crm.internal"`).
     pub allow: Vec<String>,
+    /// Consecutive failed calls to one `host:port` that open its circuit breaker.
+    pub breaker_failures: u32,
+    /// Seconds an opened breaker holds calls to its host before one probe.
+    pub breaker_open_secs: u64,
+    /// Longest hold, in seconds: the interval doubles after each failed probe up to this.
+    pub breaker_max_open_secs: u64,
 }
 
 impl Default for OutboundConfig {
@@ -147,6 +154,9 @@ impl Default for OutboundConfig {
             per_host_concurrency: 4,
             retry_schedule_secs: vec![0, 5, 300, 1_800, 7_200, 18_000, 36_000, 36_000],
             allow: Vec::new(),
+            breaker_failures: 5,
+            breaker_open_secs: 30,
+            breaker_max_open_secs: 600,
         }
     }
 }
@@ -574,6 +584,21 @@ impl Config {
         if self.storage.purge_interval_secs == 0 {
             bail!("storage.purge_interval_secs must be at least 1");
         }
+        let outbound = &self.outbound;
+        if outbound.timeout_secs == 0 || outbound.connect_timeout_secs == 0 {
+            bail!("outbound.timeout_secs and outbound.connect_timeout_secs must be at least 1");
+        }
+        if outbound.breaker_failures == 0 {
+            bail!("outbound.breaker_failures must be at least 1");
+        }
+        if outbound.breaker_open_secs == 0
+            || outbound.breaker_max_open_secs < outbound.breaker_open_secs
+        {
+            bail!(
+                "outbound.breaker_open_secs must be at least 1 and outbound.breaker_max_open_secs \
+                 at least breaker_open_secs"
+            );
+        }
         if self.storage.max_group == 0 {
             bail!("storage.max_group must be at least 1");
         }
@@ -677,6 +702,26 @@ mod tests {
         let config =
             Config::from_toml("[sources.x]\nprovider = \"opptima\"\nmax_body_bytes = 10").unwrap();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn breaker_and_timeout_settings_must_be_usable() {
+        let config = Config::default();
+        assert_eq!(config.outbound.breaker_failures, 5);
+        assert_eq!(config.outbound.breaker_open_secs, 30);
+        assert_eq!(config.outbound.breaker_max_open_secs, 600);
+        for bad in [
+            "[outbound]\nbreaker_failures = 0",
+            "[outbound]\nbreaker_open_secs = 0",
+            "[outbound]\nbreaker_open_secs = 60\nbreaker_max_open_secs = 30",
+            "[outbound]\ntimeout_secs = 0",
+        ] {
+            let config = Config::from_toml(bad).unwrap();
+            assert!(config.validate().is_err(), "{bad}");
+        }
+        let config =
+            Config::from_toml("[outbound]\nbreaker_failures = 2\nbreaker_open_secs = 5").unwrap();
+        config.validate().unwrap();
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //!
 //! Metric names are defined once, in [`names`]. Label values come only from bounded sets
 //! (configured sources, providers, kinds, routes): nothing a client sends becomes a label.
+//! The one exception is the outbound destination (`host:port` of a rule's URL), which
+//! rules may build from event data: those series are rendered from the breaker table
+//! ([`crate::actions::breaker`]), which holds at most a fixed number of hosts.
 
 use std::sync::OnceLock;
 
@@ -51,6 +54,12 @@ pub mod names {
     pub const ALERTS: &str = "mailwarden_alerts_total";
     /// Requests sharing one group commit.
     pub const STORE_GROUP_REQUESTS: &str = "mailwarden_store_group_requests";
+    /// Circuit breaker state by outbound destination (0 closed, 1 open, 2 half open);
+    /// rendered from the breaker table, not through the recorder.
+    pub const OUTBOUND_BREAKER_STATE: &str = "mailwarden_outbound_breaker_state";
+    /// Outbound calls postponed because their destination's breaker was open, by
+    /// destination; rendered from the breaker table.
+    pub const OUTBOUND_BREAKER_SKIPPED: &str = "mailwarden_outbound_breaker_skipped_total";
     /// Ingest requests waiting for (or in) a group commit.
     pub const COMMIT_QUEUE: &str = "mailwarden_ingest_queue_requests";
     /// The bound on [`COMMIT_QUEUE`] (`ingest.max_queued_requests`).

@@ -1,5 +1,13 @@
 //! Outbound calls for `http_post`: a guarded client, Standard Webhooks signatures, and how
-//! each outcome is classified (done, retry, dead letter).
+//! each outcome is classified (done, retry, dead letter, held by the destination's
+//! circuit breaker).
+//!
+//! `timeout_secs` bounds the whole call: connecting, sending, the answer's headers and
+//! its body (as much of it as is read). A receiver that accepts and never answers, or
+//! answers a byte a second, fails at that deadline like one that refuses connections:
+//! the attempt is retried on the schedule and counts against the host's breaker
+//! ([`super::breaker`]). A 2xx whose body is cut off or late is a failed attempt too;
+//! the retry carries the same idempotency key, so a receiver that did act can tell.
 //!
 //! The SSRF guard resolves names itself and refuses loopback, private, link-local,
 //! unique-local, CGNAT and metadata addresses unless the host or network is on the allow
@@ -8,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,6 +27,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
+use super::breaker::{BreakerSettings, Breakers, Gate, Health};
 use crate::config::OutboundConfig;
 use crate::event::EventId;
 
@@ -37,6 +46,8 @@ pub enum CallOutcome {
     },
     /// Will never work (other 4xx, refused by the guard, bad URL).
     Dead(String),
+    /// Not attempted: the destination's circuit breaker is open until then.
+    Held(Timestamp),
 }
 
 /// Hosts and networks the guard lets through.
@@ -164,6 +175,7 @@ pub struct Caller {
     max_response_bytes: usize,
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    breakers: Breakers,
 }
 
 impl Caller {
@@ -193,7 +205,13 @@ impl Caller {
             max_response_bytes: config.max_response_bytes,
             per_host: config.per_host_concurrency.max(1),
             hosts: Mutex::new(HashMap::new()),
+            breakers: Breakers::new(BreakerSettings::new(config)),
         })
+    }
+
+    /// The circuit breakers of the destinations called.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     fn host_limit(&self, host: &str) -> Arc<Semaphore> {
@@ -220,6 +238,7 @@ impl Caller {
             Err(error) => return CallOutcome::Dead(format!("bad URL: {error}")),
         };
         let host = parsed.host_str().unwrap_or_default().to_owned();
+        let destination = destination_of(&parsed);
         // Literal IPs never reach the resolver: check them here.
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = literal.parse::<IpAddr>() {
@@ -230,6 +249,10 @@ impl Caller {
                     ));
                 }
             }
+        }
+        // Cheap check first, so a held call does not queue for the host's permits.
+        if let Gate::Blocked(until) = self.breakers.gate(&destination, Instant::now()) {
+            return CallOutcome::Held(wall(until));
         }
         let payload = serde_json::to_vec(body).unwrap_or_default();
         let timestamp = Timestamp::now().as_second().to_string();
@@ -251,45 +274,102 @@ impl Caller {
         }
         let limit = self.host_limit(&host);
         let _permit = limit.acquire().await;
-        match request.body(payload).send().await {
+        // Admitted only once a permit is held: calls that queued behind failing ones see
+        // the breaker those opened.
+        let ticket = match self.breakers.admit(&destination, Instant::now()) {
+            Ok(ticket) => ticket,
+            Err(until) => return CallOutcome::Held(wall(until)),
+        };
+        let (outcome, health) = match request.body(payload).send().await {
             Ok(response) => self.classify(response).await,
             Err(error) => classify_error(&error),
-        }
+        };
+        ticket.record(health, Instant::now());
+        outcome
     }
 
-    async fn classify(&self, mut response: reqwest::Response) -> CallOutcome {
+    async fn classify(&self, mut response: reqwest::Response) -> (CallOutcome, Health) {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get("retry-after")
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after);
-        // Read (a bounded part of) the body so the connection can be reused.
+        // Read (a bounded part of) the body so the connection can be reused. The client's
+        // timeout covers this too: a body that trickles or stops fails the call.
         let mut snippet = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            let room = self.max_response_bytes.saturating_sub(snippet.len());
-            snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if room <= chunk.len() {
-                break;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = self.max_response_bytes.saturating_sub(snippet.len());
+                    snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if room <= chunk.len() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    let what = if error.is_timeout() {
+                        "timed out reading the response"
+                    } else {
+                        "the response was cut off"
+                    };
+                    let error = format!("HTTP {status}, then {what}: {error}");
+                    return (
+                        CallOutcome::Retry {
+                            error: error.clone(),
+                            retry_after: None,
+                        },
+                        Health::Down(error),
+                    );
+                }
             }
         }
         let text = String::from_utf8_lossy(&snippet[..snippet.len().min(200)]).into_owned();
+        let error = format!("HTTP {status}: {text}");
         match status {
-            200..=299 => CallOutcome::Done(status),
-            408 | 409 | 425 | 429 | 500..=599 => CallOutcome::Retry {
-                error: format!("HTTP {status}: {text}"),
-                retry_after,
-            },
-            _ => CallOutcome::Dead(format!("HTTP {status}: {text}")),
+            200..=299 => (CallOutcome::Done(status), Health::Up),
+            // The receiver is failing or asks to be left alone: retry, and count it.
+            408 | 429 | 500..=599 => (
+                CallOutcome::Retry {
+                    error: error.clone(),
+                    retry_after,
+                },
+                Health::Down(error),
+            ),
+            // The receiver answered, it is up; these are about this call.
+            409 | 425 => (CallOutcome::Retry { error, retry_after }, Health::Up),
+            _ => (CallOutcome::Dead(error), Health::Up),
         }
     }
 }
 
-fn classify_error(error: &reqwest::Error) -> CallOutcome {
+/// Returns the breaker key of a URL: `host:port`, the port explicit or the scheme's.
+pub fn destination_of(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
+}
+
+/// Returns the breaker key of a URL given as text, if it parses.
+pub fn destination(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|url| destination_of(&url))
+}
+
+/// Returns the wall-clock time of a monotonic instant.
+fn wall(until: Instant) -> Timestamp {
+    super::breaker::at_wall(until, Instant::now(), Timestamp::now())
+}
+
+fn classify_error(error: &reqwest::Error) -> (CallOutcome, Health) {
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(current) = source {
         if let Some(guard) = current.downcast_ref::<GuardError>() {
-            return CallOutcome::Dead(guard.to_string());
+            return (CallOutcome::Dead(guard.to_string()), Health::Unknown);
         }
         source = current.source();
     }
@@ -300,10 +380,14 @@ fn classify_error(error: &reqwest::Error) -> CallOutcome {
     } else {
         "request failed"
     };
-    CallOutcome::Retry {
-        error: format!("{what}: {error}"),
-        retry_after: None,
-    }
+    let error = format!("{what}: {error}");
+    (
+        CallOutcome::Retry {
+            error: error.clone(),
+            retry_after: None,
+        },
+        Health::Down(error),
+    )
 }
 
 /// Reads `Retry-After` in seconds or as an HTTP date; capped at a day.

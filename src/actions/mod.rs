@@ -5,8 +5,14 @@
 //! HTTP calls through [`http`] (guarded, signed, retried on the configured schedule).
 //! An action leaves the outbox only after it succeeded or was dead-lettered, so a crash
 //! re-runs it after restart: at least once, never lost.
+//!
+//! Calls to a destination whose circuit breaker is open ([`breaker`]) are not started:
+//! the worker moves their `next_attempt_at` to when the breaker lets a probe through,
+//! without counting an attempt, so a dead receiver neither holds tasks nor fills the
+//! batch of due actions that alerts and other hosts' calls are read from.
 
 pub mod alerts;
+pub mod breaker;
 pub mod http;
 
 use std::collections::HashSet;
@@ -59,6 +65,11 @@ impl Executor {
             public_url: config.public_url.clone(),
             in_flight: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// The circuit breakers of outbound destinations (shared with the API).
+    pub fn breakers(&self) -> breaker::Breakers {
+        self.caller.breakers().clone()
     }
 
     /// Runs one action to its next state.
@@ -115,6 +126,12 @@ impl Executor {
                     CallOutcome::Done(_) => Step::Done,
                     CallOutcome::Retry { error, retry_after } => Step::Retry(error, retry_after),
                     CallOutcome::Dead(error) => Step::Dead(error),
+                    CallOutcome::Held(until) => {
+                        if let Some(host) = http::destination(&url) {
+                            self.caller.breakers().note_skipped(&host, 1);
+                        }
+                        Step::Postpone(until)
+                    }
                 }
             }
         };
@@ -143,8 +160,48 @@ impl Executor {
                 action.attempts += 1;
                 self.dead(&mut action, error)?;
             }
+            Step::Postpone(until) => {
+                self.store.postpone_actions(&[(id, until)])?;
+            }
         }
         Ok(())
+    }
+
+    /// Splits due actions into those to start now and those held by their destination's
+    /// breaker (with the time to look at them again). Of the calls to a half-open host
+    /// only the first is started: it will be the probe.
+    fn gate(&self, due: Vec<QueuedAction>) -> (Vec<QueuedAction>, Vec<(EventId, Timestamp)>) {
+        let breakers = self.caller.breakers();
+        let now = std::time::Instant::now();
+        let wall = Timestamp::now();
+        let mut probing = HashSet::new();
+        let mut start = Vec::new();
+        let mut held = Vec::new();
+        for action in due {
+            let Action::HttpPost { url, .. } = &action.action else {
+                start.push(action);
+                continue;
+            };
+            let Some(host) = http::destination(url) else {
+                start.push(action);
+                continue;
+            };
+            let until = match breakers.gate(&host, now) {
+                breaker::Gate::Go => None,
+                breaker::Gate::Probe if probing.insert(host.clone()) => None,
+                // The probe ends within its budget; look again then.
+                breaker::Gate::Probe => Some(now + breakers.probe_budget()),
+                breaker::Gate::Blocked(until) => Some(until),
+            };
+            match (until, action.id) {
+                (Some(until), Some(id)) => {
+                    breakers.note_skipped(&host, 1);
+                    held.push((id, breaker::at_wall(until, now, wall)));
+                }
+                _ => start.push(action),
+            }
+        }
+        (start, held)
     }
 
     fn dead(&self, action: &mut QueuedAction, error: String) -> Result<(), StoreError> {
@@ -292,6 +349,8 @@ enum Step {
     Done,
     Retry(String, Option<Duration>),
     Dead(String),
+    /// Not attempted (the breaker is open): look again at this time, attempts unchanged.
+    Postpone(Timestamp),
 }
 
 /// The running worker.
@@ -361,6 +420,23 @@ async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
         };
         match due {
             Ok(Ok(actions)) => {
+                let actions: Vec<QueuedAction> = {
+                    let in_flight = executor.in_flight.lock().expect("in-flight lock");
+                    actions
+                        .into_iter()
+                        .filter(|action| action.id.is_some_and(|id| !in_flight.contains(&id)))
+                        .collect()
+                };
+                let (actions, held) = executor.gate(actions);
+                if !held.is_empty() {
+                    // Written before the next poll, so held calls are not read again.
+                    let store = executor.store.clone();
+                    match tokio::task::spawn_blocking(move || store.postpone_actions(&held)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => tracing::error!(%error, "cannot postpone held calls"),
+                        Err(error) => tracing::error!(%error, "postponing held calls failed"),
+                    }
+                }
                 for action in actions {
                     let id = action.id.expect("stored actions have ids");
                     if !executor

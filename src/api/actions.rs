@@ -1,4 +1,5 @@
-//! The outbox, dead letters and the alert log.
+//! The outbox, dead letters, the outbound destinations' circuit breakers and the alert
+//! log.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -49,6 +50,14 @@ pub async fn outbox(
             .store
             .actions_page(status, cursor(params.cursor.as_deref())?, limit)?;
     Ok(Json(json!({ "actions": actions, "next_cursor": next })))
+}
+
+/// `GET /api/outbox/hosts`: every outbound destination called since start (at most
+/// [`crate::actions::breaker::MAX_HOSTS`]) with its circuit breaker: state, consecutive
+/// failures, when it opened and lets the next probe through, the open interval, the last
+/// error and how many calls it held back.
+pub async fn hosts(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "hosts": state.breakers.hosts() }))
 }
 
 /// Hides credentials a rule put in call headers (from `[rules.vars]`): they are needed to

@@ -14,10 +14,13 @@ pub async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
     Ok(Json(json!({ "status": "ok" })))
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format: the recorder's metrics, then the outbound
+/// breakers (one series per tracked destination, see [`crate::actions::breaker`]).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&state.breakers.render_metrics());
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

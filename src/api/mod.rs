@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
 
+use crate::actions::breaker::Breakers;
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::ingest::verify::Token;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// SNS signing certificates and the client that confirms subscriptions.
     pub certificates: Arc<Certificates>,
+    /// Circuit breakers of outbound destinations, for `/api/outbox/hosts` and `/metrics`.
+    pub breakers: Breakers,
     /// The bound on webhook body bytes in flight.
     pub body_budget: Arc<webhooks::BodyBudget>,
 }
@@ -72,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/storage", get(storage::summary))
         .route("/backup", get(backup::download))
         .route("/outbox", get(actions::outbox))
+        .route("/outbox/hosts", get(actions::hosts))
         .route("/outbox/{id}/retry", post(actions::retry))
         .route("/alerts", get(actions::alerts))
         .route("/replay", post(rules::replay))

@@ -95,6 +95,29 @@ impl Store {
         Ok(())
     }
 
+    /// Moves pending actions' next attempt to a later time, leaving everything else as it
+    /// is (a call held by its destination's circuit breaker was not attempted). Actions
+    /// no longer pending, or already due later, are left alone.
+    pub fn postpone_actions(&self, actions: &[(EventId, Timestamp)]) -> Result<(), StoreError> {
+        let tree = &self.trees().outbox;
+        for (id, until) in actions {
+            let key = id.to_be_bytes();
+            tree.fetch_and_update(key, |old| {
+                let old = old?;
+                let Ok(mut action) = serde_json::from_slice::<QueuedAction>(old) else {
+                    // Unreadable records are reported where they are read; keep them.
+                    return Some(old.to_vec());
+                };
+                if action.next_attempt_at.is_some_and(|at| at >= *until) {
+                    return Some(old.to_vec());
+                }
+                action.next_attempt_at = Some(*until);
+                Some(encode(&action))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Moves an action between pending and dead, atomically.
     pub fn move_action(&self, action: &QueuedAction, to: OutboxStatus) -> Result<bool, StoreError> {
         let id = action.id.expect("a stored action has an id");

@@ -26,7 +26,7 @@ fn signing_secret() -> String {
 }
 
 /// Points alerts at the SMTP sink on `port`.
-fn use_smtp(config: &mut Config, port: u16) {
+pub(crate) fn use_smtp(config: &mut Config, port: u16) {
     config.alerts.smtp = Some(SmtpConfig {
         host: "127.0.0.1".into(),
         port: Some(port),
@@ -40,12 +40,12 @@ fn use_smtp(config: &mut Config, port: u16) {
 }
 
 /// Retries after about a second each, a dozen times.
-fn fast_retries(config: &mut Config) {
+pub(crate) fn fast_retries(config: &mut Config) {
     config.outbound.retry_schedule_secs = vec![0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1];
 }
 
 /// Writes `<dir>/<name>.rhai`.
-fn write_rule(dir: &Path, name: &str, source: &str) {
+pub(crate) fn write_rule(dir: &Path, name: &str, source: &str) {
     std::fs::write(dir.join(format!("{name}.rhai")), source).expect("rule written");
 }
 
@@ -53,7 +53,7 @@ fn write_rule(dir: &Path, name: &str, source: &str) {
 const HOOK_RULE: &str = "// on: bounce\nhttp_post(config.hook, #{recipient: event.recipient});\n";
 
 /// An app whose `hook` rule posts bounces to `url`, signed, with 127.0.0.1 allowed.
-async fn spawn_hook_app(url: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub(crate) async fn spawn_hook_app(url: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_with(|config| {
         config.rules.vars.insert("hook".into(), json!(url));
         config.outbound.allow = vec!["127.0.0.1/32".into()];
@@ -66,7 +66,11 @@ async fn spawn_hook_app(url: &str, adjust: impl FnOnce(&mut Config)) -> TestApp 
 }
 
 /// Posts a body holding one event; returns its id.
-async fn post_one(app: &TestApp, source: &str, body: impl Into<reqwest::Body>) -> String {
+pub(crate) async fn post_one(
+    app: &TestApp,
+    source: &str,
+    body: impl Into<reqwest::Body>,
+) -> String {
     let (status, answer) = app.post(source, body).await;
     assert_eq!(status, 200, "{answer}");
     let ids = answer["event_ids"].as_array().expect("event_ids");
@@ -75,7 +79,7 @@ async fn post_one(app: &TestApp, source: &str, body: impl Into<reqwest::Body>) -
 }
 
 /// The actions of `/api/outbox?status={status}`.
-async fn outbox(app: &TestApp, status: &str) -> Vec<Value> {
+pub(crate) async fn outbox(app: &TestApp, status: &str) -> Vec<Value> {
     let (code, page) = app
         .get(&format!("/api/outbox?status={status}&limit=1000"))
         .await;
@@ -84,7 +88,7 @@ async fn outbox(app: &TestApp, status: &str) -> Vec<Value> {
 }
 
 /// Waits until nothing is pending in the outbox.
-async fn outbox_drained(app: &TestApp) {
+pub(crate) async fn outbox_drained(app: &TestApp) {
     eventually("the outbox to drain", || async {
         outbox(app, "pending").await.is_empty().then_some(())
     })

@@ -1223,6 +1223,7 @@ async fn the_admin_token_protects_the_api_only() {
         "/api/events",
         &format!("/api/events/{id}"),
         "/api/quarantine",
+        "/api/outbox/hosts",
         "/api/events?limit=abc",
     ] {
         for authorization in [
@@ -1247,6 +1248,7 @@ async fn the_admin_token_protects_the_api_only() {
         "/api/events",
         &format!("/api/events/{id}"),
         "/api/quarantine",
+        "/api/outbox/hosts",
     ] {
         let (status, _, text) = get_with(&app, path, Some("Bearer 4dm1n-t0ken")).await;
         assert_eq!(status, 200, "{path}: {text}");

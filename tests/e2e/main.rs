@@ -9,6 +9,7 @@ mod fuzz;
 mod hardening;
 mod helpers;
 mod ingest;
+mod outbound;
 mod rules;
 mod signing;
 mod sinks;

@@ -417,3 +417,236 @@ async fn record(
     shared.notify.notify_waiters();
     StatusCode::from_u16(status).expect("scripted status is valid")
 }
+
+// ---------------------------------------------------------------------------------------
+// Stuck receivers.
+
+/// How a [`RawReceiver`] treats the connections it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Reads the request, then never answers (until the client hangs up).
+    Hang,
+    /// Sends the whole answer (status line first) one byte a second.
+    TrickleHead,
+    /// Sends the status line and headers at once, then the body one byte a second.
+    TrickleBody,
+    /// Answers `200` with an empty body and closes.
+    Answer,
+}
+
+/// One connection a [`RawReceiver`] accepted.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// When it was accepted.
+    pub accepted_at: tokio::time::Instant,
+    /// The request line and headers, as far as they arrived.
+    pub head: String,
+    /// When the client closed it (or it was answered and closed).
+    pub closed_at: Option<tokio::time::Instant>,
+    /// How it was treated.
+    pub behaviour: Behaviour,
+}
+
+impl Connection {
+    /// The value of request header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.split("\r\n").skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+
+    /// The request path.
+    pub fn path(&self) -> String {
+        self.head.split(' ').nth(1).unwrap_or_default().to_owned()
+    }
+
+    /// How long the connection stayed open.
+    pub fn lasted(&self) -> Option<Duration> {
+        self.closed_at.map(|closed| closed - self.accepted_at)
+    }
+}
+
+struct RawShared {
+    behaviour: Mutex<Behaviour>,
+    connections: Mutex<Vec<Connection>>,
+    notify: Notify,
+}
+
+/// A receiver on a raw TCP listener, for what an HTTP framework would not do: accept and
+/// never answer, or answer a byte a second. Records every accepted connection.
+pub struct RawReceiver {
+    /// Where it listens.
+    pub address: SocketAddr,
+    shared: Arc<RawShared>,
+    task: JoinHandle<()>,
+}
+
+impl RawReceiver {
+    /// Starts a receiver treating new connections as `behaviour`.
+    pub async fn start(behaviour: Behaviour) -> RawReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("raw receiver binds");
+        let address = listener.local_addr().expect("bound");
+        let shared = Arc::new(RawShared {
+            behaviour: Mutex::new(behaviour),
+            connections: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+        });
+        let accepting = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let shared = accepting.clone();
+                let behaviour = *shared.behaviour.lock().expect("behaviour lock");
+                let index = {
+                    let mut connections = shared.connections.lock().expect("connections lock");
+                    connections.push(Connection {
+                        accepted_at: tokio::time::Instant::now(),
+                        head: String::new(),
+                        closed_at: None,
+                        behaviour,
+                    });
+                    connections.len() - 1
+                };
+                shared.notify.notify_waiters();
+                tokio::spawn(raw_session(stream, shared, index, behaviour));
+            }
+        });
+        RawReceiver {
+            address,
+            shared,
+            task,
+        }
+    }
+
+    /// Full URL of `path` on the receiver.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Changes how connections accepted from now on are treated.
+    pub fn set(&self, behaviour: Behaviour) {
+        *self.shared.behaviour.lock().expect("behaviour lock") = behaviour;
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.shared
+            .connections
+            .lock()
+            .expect("connections lock")
+            .clone()
+    }
+
+    /// Waits (at most 10 s) until at least `n` connections were accepted; returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Connection> {
+        wait_count(&self.shared.notify, "connections", n, || {
+            self.shared
+                .connections
+                .lock()
+                .expect("connections lock")
+                .len()
+        })
+        .await;
+        self.connections()
+    }
+
+    /// Waits (at most 10 s) until the first `n` connections are closed and their
+    /// requests arrived; returns them all.
+    pub async fn wait_closed(&self, n: usize) -> Vec<Connection> {
+        wait_count(&self.shared.notify, "closed connections", n, || {
+            self.shared
+                .connections
+                .lock()
+                .expect("connections lock")
+                .iter()
+                .take(n)
+                .filter(|c| c.closed_at.is_some() && c.head.ends_with("\r\n\r\n"))
+                .count()
+        })
+        .await;
+        self.connections()
+    }
+}
+
+impl Drop for RawReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn raw_session(
+    stream: TcpStream,
+    shared: Arc<RawShared>,
+    index: usize,
+    behaviour: Behaviour,
+) {
+    use tokio::io::AsyncReadExt;
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut head = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body).await;
+    shared.connections.lock().expect("connections lock")[index].head = head;
+    shared.notify.notify_waiters();
+    let (immediately, trickled): (&[u8], &[u8]) = match behaviour {
+        Behaviour::Hang => (b"", b""),
+        Behaviour::TrickleHead => (b"", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+        Behaviour::TrickleBody => (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 64\r\n\r\n",
+            &[b'.'; 64],
+        ),
+        Behaviour::Answer => (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            b"",
+        ),
+    };
+    let answer = async {
+        write.write_all(immediately).await?;
+        for byte in trickled {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            write.write_all(&[*byte]).await?;
+        }
+        if behaviour == Behaviour::Answer {
+            write.shutdown().await?;
+            return Ok::<(), std::io::Error>(());
+        }
+        std::future::pending().await
+    };
+    // Ends when the client hangs up (the read side sees EOF) or the answer is complete.
+    let hung_up = async {
+        let mut rest = [0u8; 256];
+        while let Ok(n) = reader.read(&mut rest).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = answer => {}
+        () = hung_up => {}
+    }
+    shared.connections.lock().expect("connections lock")[index].closed_at =
+        Some(tokio::time::Instant::now());
+    shared.notify.notify_waiters();
+}
