@@ -142,8 +142,21 @@ impl Application {
         let store = state.store.clone();
         let router = api::router(state);
         tracing::info!(address = %listener.local_addr()?, "mailwarden listening");
-        serve::serve(listener, router, limits, shutdown).await;
-        worker.stop().await;
+        // The worker stops taking actions when the listener closes, and both share the
+        // grace period.
+        let (begun, mut begin) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = begun.send(true);
+        };
+        let stop_worker = async move {
+            let _ = begin.wait_for(|begun| *begun).await;
+            worker.stop(limits.shutdown_grace).await;
+        };
+        tokio::join!(
+            serve::serve(listener, router, limits, shutdown),
+            stop_worker
+        );
         tokio::task::spawn_blocking(move || {
             purger.stop();
             watcher.stop();

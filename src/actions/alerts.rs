@@ -39,6 +39,11 @@ pub struct Window {
     pub to: Vec<String>,
     /// Rule that raised them.
     pub rule: String,
+    /// The outbox action whose alert opened the window. The window and that action's
+    /// "throttle checked" mark are two writes, so a crash between them runs the action
+    /// again: it must find that it opened the window, not fold into it.
+    #[serde(default)]
+    pub opened_by: Option<EventId>,
 }
 
 /// What to do with an alert.
@@ -50,9 +55,13 @@ pub enum Throttle {
     Folded,
 }
 
-/// Decides whether an alert with `key` goes out now or folds into the open window.
+/// Decides whether the alert of outbox action `action` with `key` goes out now or folds
+/// into the open window. Asked again for the action that opened the window (after a
+/// crash), it answers [`Throttle::Send`] again.
+#[allow(clippy::too_many_arguments)]
 pub fn throttle(
     store: &Store,
+    action: Option<EventId>,
     key: &str,
     once_per: i64,
     subject: &str,
@@ -61,6 +70,9 @@ pub fn throttle(
     now: Timestamp,
 ) -> Result<Throttle, StoreError> {
     store.update_throttle::<Window, Throttle>(key, |window| match window {
+        Some(window) if action.is_some() && window.opened_by == action => {
+            (Some(window), Throttle::Send)
+        }
         Some(mut window) if window.ends_at > now => {
             window.folded += 1;
             if window.samples.len() < DIGEST_SAMPLES && !window.samples.iter().any(|s| s == subject)
@@ -87,6 +99,7 @@ pub fn throttle(
                 samples: Vec::new(),
                 to: to.to_vec(),
                 rule: rule.to_owned(),
+                opened_by: action,
             }),
             Throttle::Send,
         ),
@@ -282,4 +295,40 @@ pub enum SendError {
     /// It will never work as it is.
     #[error("{0}")]
     Permanent(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn the_action_that_opened_a_window_is_sent_again_after_a_crash_and_others_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Timestamp::now();
+        let to = vec!["ops@example.com".to_owned()];
+        let ask = |store: &Store, action: u64| {
+            throttle(
+                store,
+                Some(EventId(action)),
+                "complaint",
+                3_600,
+                "a complaint",
+                &to,
+                "complaint",
+                now,
+            )
+            .unwrap()
+        };
+        {
+            let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+            assert_eq!(ask(&store, 7), Throttle::Send);
+            // Killed here: the window is stored, the action's "checked" mark is not.
+            store.flush_blocking().unwrap();
+        }
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert_eq!(ask(&store, 7), Throttle::Send, "its own window folded it");
+        assert_eq!(ask(&store, 8), Throttle::Folded);
+        assert_eq!(ask(&store, 9), Throttle::Folded);
+    }
 }

@@ -41,8 +41,6 @@ const BATCH: usize = 256;
 const GAUGE_EVERY: Duration = Duration::from_secs(10);
 /// How often expired suppressions are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3_600);
-/// How long shutdown waits for calls in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything needed to run actions.
 pub struct Executor {
@@ -237,6 +235,7 @@ impl Executor {
         if let (Some(key), Some(once_per), false) = (key, once_per, action.throttle_checked) {
             let decision = alerts::throttle(
                 &self.store,
+                action.id,
                 key,
                 once_per,
                 subject,
@@ -355,29 +354,29 @@ enum Step {
 
 /// The running worker.
 pub struct Worker {
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<(bool, Duration)>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Worker {
     /// Starts polling the outbox.
     pub fn start(executor: Arc<Executor>) -> Worker {
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel((false, Duration::ZERO));
         let task = tokio::spawn(work(executor, stopped));
         Worker { stop, task }
     }
 
-    /// Stops taking new actions and waits (briefly) for those in flight; unfinished ones
-    /// stay in the outbox for the next start.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
+    /// Stops taking new actions and waits up to `grace` for those in flight; unfinished
+    /// ones stay in the outbox, due, for the next start (with their idempotency keys).
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send((true, grace));
         if let Err(error) = self.task.await {
             tracing::error!(%error, "action worker failed");
         }
     }
 }
 
-async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
+async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<(bool, Duration)>) {
     let mut running = JoinSet::new();
     let mut last_purge: Option<std::time::Instant> = None;
     let mut last_gauge: Option<std::time::Instant> = None;
@@ -465,9 +464,16 @@ async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<bool>) {
             () = tokio::time::sleep(POLL) => {}
         }
     }
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let grace = stopped.borrow().1;
+    let finished = tokio::time::timeout(grace, async {
         while running.join_next().await.is_some() {}
     })
     .await;
+    if finished.is_err() {
+        tracing::warn!(
+            left = running.len(),
+            "grace period over, actions still running return to the outbox"
+        );
+    }
     running.abort_all();
 }

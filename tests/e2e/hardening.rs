@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Server, spawn_app_with, start_server_with};
+use crate::helpers::{Server, eventually, read_fixture, spawn_app_with, start_server_with};
+use crate::sinks::{Behaviour, Connection, RawReceiver};
 
 /// An HTTP client; installs rustls' crypto provider first, which reqwest needs and which
 /// no in-process service has installed when a test only talks to a child process.
@@ -681,5 +682,68 @@ async fn sigterm_cuts_off_what_outlasts_the_grace_period() {
         read_until_closed(&mut stuck, Duration::from_secs(2))
             .await
             .is_some()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_returns_an_outbound_call_in_flight_to_the_outbox_with_its_key() {
+    let crm = RawReceiver::start(Behaviour::Hang).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::create_dir_all(dir.path().join("rules")).expect("rules directory");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/crm_forward.rhai"),
+        dir.path().join("rules/crm_forward.rhai"),
+    )
+    .expect("the shipped CRM rule");
+    let config = format!(
+        "[server]\nshutdown_grace_secs = 1\n\n[outbound]\nallow = [\"127.0.0.1/32\"]\n\
+         timeout_secs = 60\n\n[rules.vars]\ncrm_url = \"{}\"\n",
+        crm.url("/crm")
+    );
+    let mut server = start_configured(dir.path(), &config);
+    let response = client()
+        .post(format!("http://{}/webhooks/opptima", server.address))
+        .header("content-type", "application/json")
+        .body(read_fixture("opptima/smtp_bounce.json"))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(response.status(), 200);
+    // The CRM accepted the call and never answers; the server is told to stop.
+    crm.wait_for(1).await;
+    terminate(&server);
+    let (status, after) = exited_within(&mut server, Duration::from_secs(6)).await;
+    assert!(status.success(), "{status}");
+    assert!(
+        after < Duration::from_secs(4),
+        "a call the receiver never answers held the shutdown for {after:?} (grace 1 s)"
+    );
+    // After the restart the same call goes out again, under the same key, and succeeds.
+    crm.set(Behaviour::Answer);
+    let server = start_configured(dir.path(), &config);
+    let calls = crm.wait_closed(2).await;
+    let key = |connection: &Connection| connection.header("idempotency-key");
+    assert!(key(&calls[0]).is_some(), "{}", calls[0].head);
+    assert_eq!(key(&calls[1]), key(&calls[0]));
+    // And it leaves the outbox once answered.
+    let pending_url = format!("http://{}/api/outbox?status=pending", server.address);
+    let pending = eventually("the delivered call to leave the outbox", || async {
+        let outbox: Value = client()
+            .get(&pending_url)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let entries = outbox["actions"].as_array()?.clone();
+        entries.is_empty().then_some(entries)
+    })
+    .await;
+    assert!(pending.is_empty());
+    assert_eq!(
+        crm.connections().len(),
+        2,
+        "the call went out once more, not twice"
     );
 }
