@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::net::TcpListener;
 
 use crate::actions::{Executor, Worker};
 use crate::api::webhooks::BodyBudget;
@@ -29,7 +30,13 @@ use crate::telemetry;
 
 /// A built service, bound to its address, not yet serving.
 pub struct Application {
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
+    service: Service,
+}
+
+/// Everything but the listener: rebuilt on the same listener when the store is reopened
+/// after a write failure.
+struct Service {
     state: AppState,
     runner: Runner,
     executor: Arc<Executor>,
@@ -38,14 +45,107 @@ pub struct Application {
     limits: serve::Limits,
 }
 
+/// How one run of a [`Service`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Told to stop.
+    Stopped,
+    /// The store could not write and now can again: open it anew and go on.
+    Reopen,
+}
+
+/// How often a store that cannot write is checked for room again.
+const FAULT_POLL: Duration = Duration::from_secs(1);
+/// How long requests in flight get when the store is reopened (they are being refused
+/// with 503 anyway).
+const REOPEN_GRACE: Duration = Duration::from_secs(2);
+
 impl Application {
-    /// Checks the configuration, opens the store and binds the listener.
+    /// Checks the configuration, binds the listener and opens the store.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
         // Installed first, so that gauges set while building are recorded.
-        let metrics = telemetry::metrics_handle();
+        telemetry::metrics_handle();
         // reqwest and lettre use rustls without choosing a crypto provider themselves.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = serve::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let mut config = config;
+        // With port 0 the system picks the port: show the real one in source URLs.
+        config.listen = listener.local_addr()?;
+        let service = Service::assemble(config)?;
+        Ok(Application { listener, service })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The SNS signing certificates the service verifies with, by URL. Tests put their
+    /// own certificate here, where the fetcher would put Amazon's.
+    pub fn sns_certificates(&self) -> Arc<Certificates> {
+        self.service.state.certificates.clone()
+    }
+
+    /// The store the service writes to.
+    pub fn store(&self) -> &Store {
+        &self.service.state.store
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and flushes.
+    ///
+    /// When the store cannot write (a full disk) it answers 503 and `/healthz` says
+    /// `degraded`; once a probe write succeeds again, the service stops, opens the store
+    /// anew (what was never flushed was never acknowledged) and goes on serving on the
+    /// same listener, whose backlog holds the clients meanwhile.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let Application {
+            mut listener,
+            mut service,
+        } = self;
+        loop {
+            let config = service.state.config.clone();
+            let Some(back) = service.run(listener, stopped.clone()).await? else {
+                return Ok(());
+            };
+            listener = back;
+            service = loop {
+                match Service::assemble((*config).clone()) {
+                    Ok(service) => break service,
+                    Err(error) => {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "cannot reopen the store; trying again"
+                        );
+                    }
+                }
+                let mut stopped = stopped.clone();
+                if tokio::time::timeout(FAULT_POLL, stopped.wait_for(|stop| *stop))
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            };
+            tracing::info!("store reopened");
+        }
+    }
+}
+
+impl Service {
+    /// Opens the store and builds the parts around it.
+    fn assemble(config: Config) -> anyhow::Result<Service> {
         let rules = load_rules(&config)?;
         let store = open_store(&config)?;
         let runner = Runner::start(
@@ -79,24 +179,18 @@ impl Application {
         let body_budget = Arc::new(BodyBudget::new(config.in_flight_bytes()));
         metrics::gauge!(telemetry::names::COMMIT_QUEUE_LIMIT)
             .set(config.ingest.max_queued_requests as f64);
-        let listener = serve::bind(config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let mut config = config;
-        // With port 0 the system picks the port: show the real one in source URLs.
-        config.listen = listener.local_addr()?;
         let state = AppState {
             ingestor,
             store,
             rules,
             admin_token: config.admin_token.as_ref().map(|t| Token::new(t.expose())),
             config: Arc::new(config),
-            metrics,
+            metrics: telemetry::metrics_handle(),
             certificates,
             breakers: executor.breakers(),
             body_budget,
         };
-        Ok(Application {
-            listener,
+        Ok(Service {
             state,
             runner,
             executor,
@@ -106,31 +200,14 @@ impl Application {
         })
     }
 
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// The SNS signing certificates the service verifies with, by URL. Tests put their
-    /// own certificate here, where the fetcher would put Amazon's.
-    pub fn sns_certificates(&self) -> Arc<Certificates> {
-        self.state.certificates.clone()
-    }
-
-    /// The store the service writes to.
-    pub fn store(&self) -> &Store {
-        &self.state.store
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests and flushes.
-    pub async fn run_until_stopped(
+    /// Serves on `listener` until told to stop, or until the store must be reopened: then
+    /// gives the listener back.
+    async fn run(
         self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Application {
-            listener,
+        listener: TcpListener,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<TcpListener>> {
+        let Service {
             state,
             runner,
             executor,
@@ -144,16 +221,29 @@ impl Application {
         tracing::info!(address = %listener.local_addr()?, "mailwarden listening");
         // The worker stops taking actions when the listener closes, and both share the
         // grace period.
-        let (begun, mut begin) = tokio::sync::watch::channel(false);
+        let (begun, mut begin) = tokio::sync::watch::channel(None::<(Duration, Ended)>);
+        let recovered = writable_again(store.clone());
         let shutdown = async move {
-            shutdown.await;
-            let _ = begun.send(true);
+            let ending = tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => (limits.shutdown_grace, Ended::Stopped),
+                () = recovered => (REOPEN_GRACE, Ended::Reopen),
+            };
+            let _ = begun.send(Some(ending));
+            serve::Stop {
+                grace: ending.0,
+                keep_listener: ending.1 == Ended::Reopen,
+            }
         };
         let stop_worker = async move {
-            let _ = begin.wait_for(|begun| *begun).await;
-            worker.stop(limits.shutdown_grace).await;
+            let ending = match begin.wait_for(Option::is_some).await {
+                Ok(ending) => *ending,
+                Err(_) => None,
+            };
+            let (grace, ended) = ending.unwrap_or((limits.shutdown_grace, Ended::Stopped));
+            worker.stop(grace).await;
+            ended
         };
-        tokio::join!(
+        let (listener, ended) = tokio::join!(
             serve::serve(listener, router, limits, shutdown),
             stop_worker
         );
@@ -164,9 +254,31 @@ impl Application {
         })
         .await
         .context("stopping the rules runner")?;
-        store.flush().await.context("final flush failed")?;
-        tracing::info!("mailwarden stopped");
-        Ok(())
+        if store.fault().is_none() {
+            store.flush().await.context("final flush failed")?;
+        }
+        drop(store);
+        match ended {
+            Ended::Stopped => tracing::info!("mailwarden stopped"),
+            Ended::Reopen => tracing::warn!("storage writable again: reopening the store"),
+        }
+        Ok(listener)
+    }
+}
+
+/// Completes once the store has failed to write and a probe write succeeds again.
+async fn writable_again(store: Store) {
+    loop {
+        tokio::time::sleep(FAULT_POLL).await;
+        if store.fault().is_none() {
+            continue;
+        }
+        let probing = store.clone();
+        match tokio::task::spawn_blocking(move || probing.probe_space()).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => tracing::debug!(%error, "storage still cannot write"),
+            Err(error) => tracing::error!(%error, "space probe failed"),
+        }
     }
 }
 

@@ -60,6 +60,8 @@ pub mod names {
     /// Outbound calls postponed because their destination's breaker was open, by
     /// destination; rendered from the breaker table.
     pub const OUTBOUND_BREAKER_SKIPPED: &str = "mailwarden_outbound_breaker_skipped_total";
+    /// 1 while the store cannot write (a full disk, an I/O error), else 0.
+    pub const STORE_DEGRADED: &str = "mailwarden_store_degraded";
     /// Ingest requests waiting for (or in) a group commit.
     pub const COMMIT_QUEUE: &str = "mailwarden_ingest_queue_requests";
     /// The bound on [`COMMIT_QUEUE`] (`ingest.max_queued_requests`).

@@ -79,6 +79,15 @@ impl From<StoreError> for ApiError {
                 "{queued} requests are waiting to be stored; nothing was stored, retry later"
             ));
         }
+        if let StoreError::Degraded(reason) = &error {
+            // Logged once, when the store failed; not once per refused request.
+            tracing::debug!(reason, "storage degraded, request refused");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_degraded",
+                "storage cannot write (see /healthz); nothing was stored, retry later",
+            );
+        }
         // Logged in full here; the client learns only that it should retry.
         tracing::error!(%error, "storage error");
         ApiError::new(

@@ -2,16 +2,34 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::store::StoreError;
 
-/// `GET /healthz`: 200 when the store answers a flush, 503 otherwise.
-pub async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.store.flush().await?;
-    Ok(Json(json!({ "status": "ok" })))
+/// `GET /healthz`: 200 `ok` when the store answers a flush; 503 `degraded` with the
+/// reason when it cannot write (a full disk: the service reopens the store by itself
+/// once there is room again), 503 `unavailable` when it does not answer.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let degraded = |reason: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, "5")],
+            Json(json!({ "status": "degraded", "reason": reason })),
+        )
+            .into_response()
+    };
+    if let Some(reason) = state.store.fault() {
+        return degraded(reason);
+    }
+    match state.store.flush().await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(StoreError::Degraded(reason)) => degraded(reason),
+        Err(error) => ApiError::from(error).into_response(),
+    }
 }
 
 /// `GET /metrics`: Prometheus text format: the recorder's metrics, then the outbound

@@ -127,23 +127,41 @@ pub fn raise_file_limit() -> Option<u64> {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains connections for
-/// at most the grace period.
+/// How to stop serving.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop {
+    /// How long connections in flight may take.
+    pub grace: Duration,
+    /// Keep the listener open (its backlog holds new clients) and give it back, for a
+    /// service that goes on; otherwise it is closed at once and new clients are refused.
+    pub keep_listener: bool,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and
+/// drains connections for at most the grace period it gives. Returns the listener if
+/// asked to keep it.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
-    shutdown: impl Future<Output = ()> + Send,
-) {
+    shutdown: impl Future<Output = Stop> + Send,
+) -> Option<TcpListener> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     metrics::gauge!(names::CONNECTION_LIMIT).set(limits.max_connections as f64);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
+    let mut how = Stop {
+        grace: limits.shutdown_grace,
+        keep_listener: false,
+    };
     loop {
         // A permit first: at the bound, clients wait in the backlog, not in memory.
         let permit = tokio::select! {
-            () = &mut shutdown => break,
+            given = &mut shutdown => {
+                how = given;
+                break;
+            }
             Some(_) = connections.join_next() => continue,
             permit = permits.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -151,7 +169,10 @@ pub async fn serve(
             },
         };
         let stream = tokio::select! {
-            () = &mut shutdown => break,
+            given = &mut shutdown => {
+                how = given;
+                break;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
@@ -173,24 +194,26 @@ pub async fn serve(
         });
         while connections.try_join_next().is_some() {}
     }
-    drop(listener);
+    let listener = how.keep_listener.then_some(listener);
+    let grace = how.grace;
     let open = connections.len();
     tracing::info!(open, "no longer accepting connections");
     let _ = stop.send(true);
-    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+    let drained = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::warn!(
             left = connections.len(),
-            grace_secs = limits.shutdown_grace.as_secs(),
+            grace_secs = grace.as_secs(),
             "grace period over, closing the connections still open"
         );
         metrics::counter!(names::CONNECTIONS_CLOSED, "reason" => "shutdown")
             .increment(connections.len() as u64);
         connections.shutdown().await;
     }
+    listener
 }
 
 /// Serves one connection until it ends, a deadline passes, or shutdown closes it.

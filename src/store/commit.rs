@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
 use super::keys::{self, KindCounts, Resolution};
-use super::{IdGenerator, StoreError, StoreOptions, Trees};
+use super::{Fault, IdGenerator, StoreError, StoreOptions, Trees};
 use crate::event::{EventId, EventKind};
 use crate::telemetry::names;
 
@@ -154,6 +154,7 @@ impl Writer {
         db: sled::Db,
         trees: Trees,
         ids: Arc<IdGenerator>,
+        fault: Arc<Fault>,
         options: &StoreOptions,
     ) -> Result<Writer, StoreError> {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -164,6 +165,7 @@ impl Writer {
             ids,
             max_group: options.max_group.max(1),
             flushes: flushes.clone(),
+            fault,
         };
         let thread = std::thread::Builder::new()
             .name("mailwarden-writer".into())
@@ -251,6 +253,7 @@ struct WriterThread {
     ids: Arc<IdGenerator>,
     max_group: usize,
     flushes: Arc<AtomicU64>,
+    fault: Arc<Fault>,
 }
 
 impl WriterThread {
@@ -307,6 +310,18 @@ impl WriterThread {
 
     /// Applies and flushes a group; returns how long the flush took.
     fn commit_group(&self, jobs: &mut Vec<Job>) -> Duration {
+        if let Some(reason) = self.fault.get() {
+            // Nothing reaches sled once a flush failed; see `Fault`.
+            for job in jobs.drain(..) {
+                let error = || StoreError::Degraded(reason.clone());
+                match job {
+                    Job::Ingest { reply, .. } => drop(reply.send(Err(error()))),
+                    Job::Flush { reply } => drop(reply.send(Err(error()))),
+                    Job::Purge { reply, .. } => drop(reply.send(Err(error()))),
+                }
+            }
+            return Duration::ZERO;
+        }
         let batches: Vec<&IngestBatch> = jobs
             .iter()
             .filter_map(|job| match job {
@@ -328,14 +343,18 @@ impl WriterThread {
             .collect();
         let mut purged = purged.into_iter();
         let started = Instant::now();
-        let flushed = self.db.flush().map(drop).map_err(|error| error.to_string());
+        let flushed = self.db.flush().map(drop).map_err(|error| match error {
+            // "No space left on device (os error 28)", not sled's debug form.
+            sled::Error::Io(io) => io.to_string(),
+            other => other.to_string(),
+        });
         let flush_time = started.elapsed();
         self.flushes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(names::STORE_FLUSHES).increment(1);
         metrics::histogram!(names::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
         metrics::histogram!(names::STORE_GROUP_REQUESTS).record(jobs.len() as f64);
         if let Err(error) = &flushed {
-            tracing::error!(%error, "flush failed");
+            self.fault.set(error);
         }
         let mut outcomes = match applied {
             Ok(outcomes) => Ok(outcomes.into_iter()),
@@ -351,14 +370,14 @@ impl WriterThread {
                         (Ok(outcomes), Ok(())) => outcomes
                             .next()
                             .ok_or_else(|| StoreError::Commit("missing outcome".into())),
+                        (_, Err(error)) => Err(StoreError::Degraded(error.clone())),
                         (Err(error), _) => Err(StoreError::Commit(error.clone())),
-                        (_, Err(error)) => Err(StoreError::Commit(error.clone())),
                     };
                     // A requester that went away (client disconnected) needs no answer.
                     let _ = reply.send(result);
                 }
                 Job::Flush { reply } => {
-                    let _ = reply.send(flushed.clone().map_err(StoreError::Commit));
+                    let _ = reply.send(flushed.clone().map_err(StoreError::Degraded));
                 }
                 Job::Purge { reply, .. } => {
                     let result = purged

@@ -23,7 +23,7 @@ pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use jiff::Timestamp;
 
@@ -73,6 +73,10 @@ pub enum StoreError {
     /// version and the migration is tried again on the next start.
     #[error("store upgrade failed: {0}")]
     Upgrade(String),
+    /// A write to disk failed (a full disk, an I/O error): the store takes no more
+    /// writes until the service reopens it (see [`Store::fault`]).
+    #[error("storage cannot write: {0}")]
+    Degraded(String),
     /// The group commit's queue is full: nothing was written, the request should be
     /// retried later (see `ingest.max_queued_requests`).
     #[error("{queued} requests are already waiting for the group commit")]
@@ -107,6 +111,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// Bytes a space probe writes: room for a few of sled's segments and a group commit.
+pub const SPACE_PROBE_BYTES: usize = 8 * 1024 * 1024;
+
 /// The trees of the database, opened once.
 #[derive(Clone)]
 pub(crate) struct Trees {
@@ -133,8 +140,37 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// The first write failure of a store, shared by the handle and its writer thread.
+/// Once set it stays: after a failed flush sled keeps the unflushed writes in memory
+/// (dedup keys among them), so answering from it could acknowledge what is not on disk.
+#[derive(Debug, Default)]
+pub(crate) struct Fault(Mutex<Option<String>>);
+
+impl Fault {
+    pub(crate) fn set(&self, reason: &str) {
+        let mut fault = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if fault.is_none() {
+            tracing::error!(reason, "storage cannot write; refusing writes until it can");
+            metrics::gauge!(crate::telemetry::names::STORE_DEGRADED).set(1.0);
+            *fault = Some(reason.to_owned());
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 struct Inner {
     db: sled::Db,
+    /// Set by the first failed flush.
+    fault: Arc<Fault>,
     trees: Trees,
     ids: Arc<IdGenerator>,
     writer: commit::Writer,
@@ -214,10 +250,19 @@ impl Store {
         }
         let ids = Arc::new(IdGenerator::starting_after(last));
         let recipients = recipients::RecipientIndex::open(db.open_tree(keys::RECIPIENTS)?)?;
-        let writer = commit::Writer::start(db.clone(), trees.clone(), ids.clone(), options)?;
+        let fault = Arc::new(Fault::default());
+        metrics::gauge!(crate::telemetry::names::STORE_DEGRADED).set(0.0);
+        let writer = commit::Writer::start(
+            db.clone(),
+            trees.clone(),
+            ids.clone(),
+            fault.clone(),
+            options,
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                fault,
                 trees,
                 ids,
                 writer,
@@ -231,6 +276,31 @@ impl Store {
 
     pub(crate) fn trees(&self) -> &Trees {
         &self.inner.trees
+    }
+
+    /// Returns why the store cannot write, once a flush has failed (a full disk, an I/O
+    /// error); it then refuses writes until it is opened again.
+    pub fn fault(&self) -> Option<String> {
+        self.inner.fault.get()
+    }
+
+    /// Checks that the store's filesystem takes writes again: writes, syncs and removes a
+    /// file of [`SPACE_PROBE_BYTES`] beside the store.
+    pub fn probe_space(&self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut name = self.inner.path.as_os_str().to_owned();
+        name.push(".space-probe");
+        let probe = PathBuf::from(name);
+        let result = (|| {
+            let mut file = std::fs::File::create(&probe)?;
+            let chunk = vec![0u8; 64 * 1024];
+            for _ in 0..SPACE_PROBE_BYTES / chunk.len() {
+                file.write_all(&chunk)?;
+            }
+            file.sync_all()
+        })();
+        let _ = std::fs::remove_file(&probe);
+        result
     }
 
     /// Returns a new time-ordered id, unique within this store.
@@ -341,6 +411,10 @@ impl WeakStore {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.writer.stop();
+        if self.fault.get().is_some() {
+            // What is unflushed was never acknowledged; sled would only fail again.
+            return;
+        }
         if let Err(error) = self.db.flush() {
             tracing::error!(%error, "final flush failed");
         }

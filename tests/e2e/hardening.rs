@@ -747,3 +747,137 @@ async fn sigterm_returns_an_outbound_call_in_flight_to_the_outbox_with_its_key()
         "the call went out once more, not twice"
     );
 }
+
+/// A tmpfs of `megabytes` mounted on `dir`, unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, megabytes: u32) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            output.status.success(),
+            "this test needs to mount a small tmpfs (as root, as CI runs) to fill a disk; \
+             mount said: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        SmallDisk {
+            dir: dir.to_owned(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Posts one SendPulse batch; returns the status, the `Retry-After` header and the body.
+async fn post_batch(base: &str, body: &[u8]) -> (u16, Option<String>, Value) {
+    let response = client()
+        .post(format!("{base}/webhooks/sendpulse"))
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    (
+        status,
+        retry_after,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_reports_degraded_and_recovers_by_itself_when_space_is_freed() {
+    const EVENTS_PER_BATCH: usize = 200;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let disk = SmallDisk::mount(&data, 24);
+    // Most of the disk is taken by something else; the store gets about 10 MB.
+    std::fs::write(data.join("filler"), vec![0u8; 14 * 1024 * 1024]).expect("filler");
+    let mut server = start_server_with(dir.path(), &[]);
+    let base = format!("http://{}", server.address);
+    let mut acknowledged = 0;
+    let refused = loop {
+        let body = sendpulse_batch(acknowledged, EVENTS_PER_BATCH);
+        let (status, retry_after, answer) = post_batch(&base, &body).await;
+        match status {
+            200 => acknowledged += 1,
+            503 => {
+                assert!(retry_after.is_some(), "503 without Retry-After");
+                assert_eq!(answer["error"]["code"], "storage_degraded", "{answer}");
+                break body;
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+        assert!(acknowledged < 1_000, "the small disk never filled");
+    };
+    assert!(acknowledged > 0, "the disk was full before the first batch");
+    // Refused again while full, and the health check says why.
+    let (status, _, _) = post_batch(&base, &refused).await;
+    assert_eq!(status, 503);
+    let health = client()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 503);
+    let health: Value = health.json().await.expect("JSON");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("No space left")),
+        "{health}"
+    );
+    // Space comes back: the service recovers without a restart.
+    std::fs::remove_file(data.join("filler")).expect("free the space");
+    let healthz = format!("{base}/healthz");
+    eventually("/healthz to say ok again", || async {
+        let response = client().get(&healthz).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    let (status, _, answer) = post_batch(&base, &refused).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], EVENTS_PER_BATCH, "{answer}");
+    acknowledged += 1;
+    // Nothing acknowledged was lost, nothing is stored twice, and the store opens again.
+    terminate(&server);
+    let (status, _) = exited_within(&mut server, Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    let server = start_server_with(dir.path(), &[]);
+    let base = format!("http://{}", server.address);
+    assert_eq!(
+        stored_events(&client(), &base).await,
+        (acknowledged * EVENTS_PER_BATCH) as u64
+    );
+    for batch in [0, acknowledged - 1] {
+        let (status, _, answer) =
+            post_batch(&base, &sendpulse_batch(batch, EVENTS_PER_BATCH)).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            answer["duplicates"], EVENTS_PER_BATCH,
+            "batch {batch}: {answer}"
+        );
+    }
+    drop(server);
+    drop(disk);
+}
