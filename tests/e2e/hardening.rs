@@ -617,6 +617,21 @@ async fn exited_within(
 async fn sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_cleanly() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut server = start_configured(dir.path(), "[server]\nshutdown_grace_secs = 10\n");
+    // The server raised its open-file limit to the hard limit at start.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id()))
+        .expect("proc limits");
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a file limit")
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect();
+    assert_eq!(
+        open_files[0], open_files[1],
+        "soft limit not raised: {limits}"
+    );
     let body = opptima_event(300);
     let mut in_flight = TcpStream::connect(server.address).await.expect("connect");
     in_flight
