@@ -12,6 +12,8 @@
 //! BENCHMARKS.md for what each scenario means.
 
 // The crate root is benches/load.rs, so its modules are found by path.
+#[path = "common.rs"]
+mod common;
 #[path = "load/peer.rs"]
 mod peer;
 #[path = "load/store.rs"]
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
+use common::{cpu_model, listening_address, repo, say, seconds};
 use serde_json::{Value, json};
 
 /// The p99 every round of single-event load should stay under (issue 12, point 8).
@@ -138,10 +141,6 @@ impl Settings {
             }
         )
     }
-}
-
-fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(duration.as_secs_f64())
 }
 
 /// One measured load phase.
@@ -482,27 +481,6 @@ async fn mixed_stream(
     }
 }
 
-#[allow(clippy::print_stdout, reason = "benchmark output")]
-fn say(line: &str) {
-    println!("{line}");
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 // ---------------------------------------------------------------- bodies
 
 /// One Opptima event; `n` makes its `msgid` and `relid` unique, so dedup keeps every one.
@@ -753,13 +731,6 @@ async fn storage(client: &reqwest::Client, address: SocketAddr) -> Value {
         Ok(response) => response.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
     }
-}
-
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let start = line.find("address=")? + "address=".len();
-    let rest = &line[start..];
-    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-    rest[..end].trim_matches('"').parse().ok()
 }
 
 // ---------------------------------------------------------------- load

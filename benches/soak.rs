@@ -14,6 +14,8 @@
 // The crate root is benches/soak.rs, so its modules are found by path.
 #[path = "soak/audit.rs"]
 mod audit;
+#[path = "common.rs"]
+mod common;
 // The tests' SMTP sink and HTTP receiver; the soak uses only part of them.
 #[path = "../tests/e2e/sinks.rs"]
 #[allow(dead_code)]
@@ -28,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{cpu_model, listening_address, repo, say, seconds};
 use serde_json::json;
 
 use audit::Counts;
@@ -107,10 +110,6 @@ impl Settings {
         settings.kills = kills.unwrap_or(default_kills);
         Ok(settings)
     }
-}
-
-fn seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(duration.as_secs_f64())
 }
 
 /// One kill and restart.
@@ -680,32 +679,4 @@ fn launch(files: &Files, start: usize, listen: SocketAddr) -> Result<(Child, Soc
             ))
         }
     }
-}
-
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let start = line.find("address=")? + "address=".len();
-    let rest = &line[start..];
-    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-    rest[..end].trim_matches('"').parse().ok()
-}
-
-#[allow(clippy::print_stdout, reason = "benchmark output")]
-fn say(line: &str) {
-    println!("{line}");
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }

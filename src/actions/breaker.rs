@@ -374,36 +374,31 @@ impl Breakers {
     pub fn render_metrics(&self) -> String {
         let hosts = self.hosts();
         let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "# HELP {} Outbound circuit breaker state by destination: 0 closed, 1 open, 2 half open.",
-            names::OUTBOUND_BREAKER_STATE
+        let mut series =
+            |name: &str, help: &str, kind: &str, value: &dyn Fn(&HostStatus) -> u64| {
+                let _ = writeln!(text, "# HELP {name} {help}");
+                let _ = writeln!(text, "# TYPE {name} {kind}");
+                for host in &hosts {
+                    let _ = writeln!(
+                        text,
+                        "{name}{{host=\"{}\"}} {}",
+                        label(&host.host),
+                        value(host)
+                    );
+                }
+            };
+        series(
+            names::OUTBOUND_BREAKER_STATE,
+            "Outbound circuit breaker state by destination: 0 closed, 1 open, 2 half open.",
+            "gauge",
+            &|host| u64::from(host.state.gauge()),
         );
-        let _ = writeln!(text, "# TYPE {} gauge", names::OUTBOUND_BREAKER_STATE);
-        for host in &hosts {
-            let _ = writeln!(
-                text,
-                "{}{{host=\"{}\"}} {}",
-                names::OUTBOUND_BREAKER_STATE,
-                label(&host.host),
-                host.state.gauge()
-            );
-        }
-        let _ = writeln!(
-            text,
-            "# HELP {} Outbound calls postponed because their destination's breaker was open.",
-            names::OUTBOUND_BREAKER_SKIPPED
+        series(
+            names::OUTBOUND_BREAKER_SKIPPED,
+            "Outbound calls postponed because their destination's breaker was open.",
+            "counter",
+            &|host| host.skipped,
         );
-        let _ = writeln!(text, "# TYPE {} counter", names::OUTBOUND_BREAKER_SKIPPED);
-        for host in &hosts {
-            let _ = writeln!(
-                text,
-                "{}{{host=\"{}\"}} {}",
-                names::OUTBOUND_BREAKER_SKIPPED,
-                label(&host.host),
-                host.skipped
-            );
-        }
         text
     }
 }

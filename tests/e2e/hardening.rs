@@ -44,6 +44,13 @@ fn post_head(length: usize) -> String {
     )
 }
 
+/// A whole `POST /webhooks/opptima` with `body`.
+fn whole_post(body: &[u8]) -> Vec<u8> {
+    let mut request = post_head(body.len()).into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
 /// Reads until the server closes the connection (or `limit` passes); returns how long
 /// that took and what was read, or `None` if it was still open at `limit`.
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<(Duration, String)> {
@@ -198,17 +205,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     .await;
     let mut stream = TcpStream::connect(app.address).await.expect("connect");
     let body = opptima_event(7);
-    stream
-        .write_all(
-            format!(
-                "{}{}",
-                post_head(body.len()),
-                String::from_utf8_lossy(&body)
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("request");
+    stream.write_all(&whole_post(&body)).await.expect("request");
     let mut answer = [0u8; 4096];
     let n = stream.read(&mut answer).await.expect("answer");
     assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
@@ -274,14 +271,7 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
     let mut waiting = TcpStream::connect(app.address).await.expect("connect");
     let body = opptima_event(21);
     waiting
-        .write_all(
-            format!(
-                "{}{}",
-                post_head(body.len()),
-                String::from_utf8_lossy(&body)
-            )
-            .as_bytes(),
-        )
+        .write_all(&whole_post(&body))
         .await
         .expect("request");
     let mut answer = [0u8; 4096];
@@ -365,15 +355,7 @@ async fn a_burst_beyond_the_commit_queue_is_refused_with_503_and_stored_when_ret
         let (status, _) = app.get(&format!("/api/events/{id}")).await;
         assert_eq!(status, 200, "{id}");
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"mailwarden_ingest_overloaded_total{reason="queue_full"}"#),
         "{metrics}"

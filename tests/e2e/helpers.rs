@@ -212,6 +212,18 @@ impl TestApp {
         body["events"].as_array().expect("events array").clone()
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the service gracefully, keeping the data directory.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {

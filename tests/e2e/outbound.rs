@@ -39,18 +39,6 @@ async fn breaker_until(app: &TestApp, host: &str, check: impl Fn(&Value) -> bool
     .await
 }
 
-/// `GET /metrics` as text.
-async fn metrics(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("request is sent");
-    assert_eq!(response.status(), 200);
-    response.text().await.expect("text")
-}
-
 /// Returns the value of the series `name{host="host"}` in `text`.
 fn series(text: &str, name: &str, host: &str) -> Option<f64> {
     let prefix = format!("{name}{{host=\"{host}\"}} ");
@@ -203,7 +191,7 @@ async fn a_dead_host_opens_its_breaker_gets_one_probe_per_interval_and_recovers(
     let error = open["last_error"].as_str().expect("last error");
     assert!(error.contains("timed out"), "{error}");
     assert_eq!(receiver.connections().len(), 3);
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         series(&text, "mailwarden_outbound_breaker_state", &host),
         Some(1.0),
@@ -264,7 +252,7 @@ async fn a_dead_host_opens_its_breaker_gets_one_probe_per_interval_and_recovers(
     assert_eq!(delivered, attempted, "each call delivered once, same key");
     assert!(outbox(&app, "dead").await.is_empty());
 
-    let text = metrics(&app).await;
+    let text = app.metrics().await;
     assert_eq!(
         series(&text, "mailwarden_outbound_breaker_state", &host),
         Some(0.0),

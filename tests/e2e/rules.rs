@@ -481,15 +481,7 @@ async fn an_endless_loop_is_stopped_and_the_other_rules_still_run() {
             .is_some_and(|e| e.contains("limit"))
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.lines().any(|line| {
             line.starts_with("mailwarden_rule_errors_total{")

@@ -47,15 +47,7 @@ pub async fn assert_refused(app: &TestApp, answer: (u16, Value), code: &str) {
 
 /// Returns the value of `mailwarden_auth_failures_total` for `source` and `reason`.
 pub async fn auth_failures(app: &TestApp, source: &str, reason: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = app.metrics().await;
     text.lines()
         .filter(|line| line.starts_with("mailwarden_auth_failures_total{"))
         .filter(|line| {
