@@ -204,9 +204,15 @@ impl Rules {
         };
         let kinds =
             parse_header(source).map_err(|(line, message)| error(Some(line), None, message))?;
+        // `event` is declared as a plain variable here, a constant only when the rule runs:
+        // the optimizer inlines a constant's compile-time value, and `type_of(event)` or
+        // `http_post(url, event)` would see `()` instead of the event.
+        let mut declared = Scope::new();
+        declared.push_dynamic("event", Dynamic::UNIT);
+        declared.push_constant_dynamic("config", self.vars.clone());
         let ast = self
             .engine
-            .compile_with_scope(&self.scope(Dynamic::UNIT), source)
+            .compile_with_scope(&declared, source)
             .map_err(|parse| {
                 let position = parse.position();
                 error(
@@ -421,7 +427,7 @@ pub fn event_view(event: &Event) -> Dynamic {
         "warnings",
         Dynamic::from_array(event.warnings.iter().map(|w| text(w)).collect()),
     );
-    Dynamic::from_map(map).into_shared()
+    Dynamic::from_map(map).into_read_only().into_shared()
 }
 
 /// Reads `// on: kind, kind` from the leading comment lines. Returns the line of a bad
@@ -517,5 +523,94 @@ mod tests {
         );
         assert_eq!(parse_header("let x = 1;\n// on: open"), Ok(None));
         assert!(parse_header("// on: bouncy").is_err());
+    }
+}
+
+/// Regression tests of the script view.
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+    use crate::event::EmailAddress;
+
+    fn plain_event() -> Event {
+        let raw = serde_json::value::RawValue::from_string("{}".into()).expect("JSON");
+        Event::new(
+            "sp",
+            "sendpulse",
+            "hard_bounces",
+            EventKind::Bounce,
+            EmailAddress::parse("a@example.com").expect("valid"),
+            Timestamp::UNIX_EPOCH,
+            raw,
+        )
+    }
+
+    fn rule(rules: &Rules, name: &str, source: &str) -> Arc<Rule> {
+        Arc::new(
+            rules
+                .compile(Path::new(name), source)
+                .expect("the rule compiles"),
+        )
+    }
+
+    /// `event` was a constant at compile time, and the optimizer put its compile-time
+    /// value, `()`, wherever the whole event was used (`http_post(url, event)` posted
+    /// `null`).
+    #[test]
+    fn a_rule_passing_the_whole_event_to_a_function_passes_the_event() {
+        let rules = Rules::new(Limits::default(), &Map::new());
+        let set = RuleSet::new(vec![rule(
+            &rules,
+            "whole.rhai",
+            "tag(type_of(event));\nhttp_post(\"https://crm.example.com/\", event);",
+        )]);
+        let evaluation = rules.evaluate(&set, &plain_event(), None, None);
+        let outcome = &evaluation.rules[0];
+        assert_eq!(outcome.tags, ["map"], "{outcome:?}");
+        let Action::HttpPost { body, .. } = &outcome.actions[0] else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(body["recipient"], "a@example.com", "{body}");
+    }
+
+    /// The shared view was writable, so one rule
+    /// could change the event every later rule saw. (Still open: a new key added to a map,
+    /// `event.metadata.x = 1`, gets through; Rhai checks the values it changes, not the
+    /// maps it adds to.)
+    #[test]
+    fn a_rule_cannot_change_the_event_the_next_rule_sees() {
+        let rules = Rules::new(Limits::default(), &Map::new());
+        let set = RuleSet::new(vec![
+            rule(&rules, "a_kind.rhai", "event.kind = \"click\";"),
+            rule(&rules, "b_tags.rhai", "event.tags.push(\"x\");"),
+            rule(
+                &rules,
+                "d_copy.rhai",
+                "let tags = event.tags; tags.push(\"copy\"); tag(\"copied\");",
+            ),
+            rule(
+                &rules,
+                "e_reader.rhai",
+                "tag(event.kind + \" \" + event.tags.len() + \" \" + event.metadata.len());",
+            ),
+        ]);
+        let evaluation = rules.evaluate(&set, &plain_event(), None, None);
+        let outcome = |name: &str| {
+            evaluation
+                .rules
+                .iter()
+                .find(|outcome| outcome.rule == name)
+                .unwrap_or_else(|| panic!("{name}: {evaluation:?}"))
+        };
+        for writer in ["a_kind", "b_tags"] {
+            let error = outcome(writer).error.as_deref().unwrap_or_default();
+            assert!(error.contains("constant"), "{writer}: {error}");
+        }
+        assert_eq!(
+            outcome("d_copy").tags,
+            ["copied"],
+            "a copy is the rule's own"
+        );
+        assert_eq!(outcome("e_reader").tags, ["bounce 0 0"], "{evaluation:?}");
     }
 }
