@@ -771,3 +771,476 @@ mod tests {
         assert_eq!(config.rules.vars["min_volume"], 1000);
     }
 }
+
+/// Property tests of the configuration parser: arbitrary text, damaged copies of the
+/// example file, and TOML documents built from the real sections and keys with values of
+/// the right type (extremes included) or of any type. Parsing, validating and reading
+/// the derived settings never panic; a refusal says what is wrong.
+///
+/// `PROPTEST_CASES` sets the number of cases (64 by default); for a long run:
+/// `PROPTEST_CASES=20000 cargo test --release --lib fuzz`.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+
+    /// The type a key wants, so that most generated values reach `validate`.
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        Uint,
+        Float,
+        Bool,
+        Text,
+        Address,
+        Tls,
+        Texts,
+        Uints,
+        Any,
+    }
+
+    use Kind::*;
+
+    /// Every section, with its keys (`sources.*` names a source; `rules.vars` takes any
+    /// key).
+    const SECTIONS: &[(&str, &[(&str, Kind)])] = &[
+        (
+            "",
+            &[
+                ("listen", Address),
+                ("data_dir", Text),
+                ("rules_dir", Text),
+                ("providers_dir", Text),
+                ("public_url", Text),
+                ("admin_token", Text),
+            ],
+        ),
+        (
+            "server",
+            &[
+                ("header_read_timeout_secs", Uint),
+                ("body_timeout_secs", Uint),
+                ("idle_timeout_secs", Uint),
+                ("max_connections", Uint),
+                ("shutdown_grace_secs", Uint),
+            ],
+        ),
+        (
+            "ingest",
+            &[
+                ("max_body_bytes", Uint),
+                ("max_queued_requests", Uint),
+                ("max_in_flight_bytes", Uint),
+            ],
+        ),
+        (
+            "storage",
+            &[
+                ("cache_capacity_mb", Uint),
+                ("max_group", Uint),
+                ("retain_days", Float),
+                ("outbox_retain_days", Float),
+                ("quarantine_retain_days", Float),
+                ("purge_interval_secs", Uint),
+            ],
+        ),
+        (
+            "sources.*",
+            &[
+                ("provider", Text),
+                ("token", Text),
+                ("username", Text),
+                ("password", Text),
+                ("signing_key", Text),
+                ("public_key", Text),
+                ("signing_secret", Text),
+                ("webhook_key", Text),
+                ("url", Text),
+                ("topic_arns", Texts),
+                ("verify_signature", Bool),
+                ("max_signature_age_secs", Uint),
+                ("timezone", Text),
+                ("max_body_bytes", Uint),
+            ],
+        ),
+        (
+            "rules",
+            &[
+                ("max_operations", Uint),
+                ("timeout_ms", Uint),
+                ("reload_interval_secs", Uint),
+            ],
+        ),
+        (
+            "rules.vars",
+            &[("min_volume", Uint), ("crm_url", Text), ("x", Any)],
+        ),
+        ("alerts", &[("to", Texts)]),
+        (
+            "alerts.smtp",
+            &[
+                ("host", Text),
+                ("port", Uint),
+                ("tls", Tls),
+                ("username", Text),
+                ("password", Text),
+                ("from", Text),
+                ("timeout_secs", Uint),
+            ],
+        ),
+        (
+            "outbound",
+            &[
+                ("signing_secret", Text),
+                ("connect_timeout_secs", Uint),
+                ("timeout_secs", Uint),
+                ("max_response_bytes", Uint),
+                ("per_host_concurrency", Uint),
+                ("retry_schedule_secs", Uints),
+                ("allow", Texts),
+                ("breaker_failures", Uint),
+                ("breaker_open_secs", Uint),
+                ("breaker_max_open_secs", Uint),
+            ],
+        ),
+        ("suppressions", &[("case_insensitive_local_part", Bool)]),
+    ];
+
+    /// Keys without a default: left out, they fail every document they are missing from.
+    const REQUIRED: &[&str] = &["provider", "host", "from"];
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64)
+    }
+
+    fn run<T: fmt::Debug>(
+        strategy: impl Strategy<Value = T>,
+        test: impl Fn(T) -> Result<(), TestCaseError>,
+    ) {
+        let mut runner = TestRunner::new(ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        if let Err(error) = runner.run(&strategy, test) {
+            panic!("{error}");
+        }
+    }
+
+    /// A TOML basic string holding `text`.
+    fn quote(text: &str) -> String {
+        let mut quoted = String::from("\"");
+        for c in text.chars() {
+            match c {
+                '"' => quoted.push_str("\\\""),
+                '\\' => quoted.push_str("\\\\"),
+                c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
+                c => quoted.push(c),
+            }
+        }
+        quoted.push('"');
+        quoted
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,16}",
+            prop::sample::select(vec![
+                "",
+                " ",
+                "sendgrid",
+                "postmark",
+                "no-such-provider",
+                "whsec_AAAA",
+                "whsec_!!",
+                "Europe/Berlin",
+                "-05:00",
+                "Mars/Olympus",
+                "https://crm.example.com/hook",
+                "10.0.0.0/8",
+                "127.0.0.1/33",
+                "\u{0}\u{202e}",
+                "a@example.com",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn uint() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0..100u64).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            prop::sample::select(vec![
+                "1023",
+                "1024",
+                "65535",
+                "65536",
+                "1073741824",
+                "1073741825",
+                "4294967296",
+                "9223372036854775807",
+                "9223372036854775808",
+                "-9223372036854775808",
+                "99999999999999999999",
+                "0x7fffffffffffffff",
+                "0o777",
+                "0b1",
+                "1_000",
+                "+5",
+                "-0",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn float() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "nan",
+                "+nan",
+                "-nan",
+                "inf",
+                "+inf",
+                "-inf",
+                "0.0",
+                "-0.0",
+                "1e-320",
+                "0.5",
+                "90",
+                "100000",
+                "100000.0",
+                "100000.0001",
+                "1e308",
+                "1.7976931348623157e308",
+            ])
+            .prop_map(str::to_owned),
+            // Rust's `{:?}` of a float is mostly TOML too (`1e300`, `0.1`; not `NaN`).
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+        ]
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            uint(),
+            float(),
+            any::<bool>().prop_map(|b| b.to_string()),
+            text().prop_map(|text| quote(&text)),
+            prop::sample::select(vec![
+                "1979-05-27T07:32:00Z",
+                "1979-05-27T00:32:00.999999-07:00",
+                "1979-05-27",
+                "07:32:00",
+                "'literal'",
+                "'''multi\nline'''",
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// A value of any TOML type: scalars, arrays, inline tables.
+    fn anything() -> impl Strategy<Value = String> {
+        scalar().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(", "))),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4).prop_map(|map| {
+                    let pairs: Vec<String> = map
+                        .iter()
+                        .map(|(key, value)| format!("{key} = {value}"))
+                        .collect();
+                    format!("{{ {} }}", pairs.join(", "))
+                }),
+            ]
+        })
+    }
+
+    fn typed(kind: Kind) -> BoxedStrategy<String> {
+        let quoted =
+            |values: Vec<&'static str>| prop::sample::select(values).prop_map(quote).boxed();
+        match kind {
+            Uint => uint().boxed(),
+            Float => float().boxed(),
+            Bool => any::<bool>().prop_map(|b| b.to_string()).boxed(),
+            Text => text().prop_map(|text| quote(&text)).boxed(),
+            Address => quoted(vec![
+                "127.0.0.1:0",
+                "127.0.0.1:8080",
+                "0.0.0.0:8080",
+                "[::1]:65535",
+                "[::]:1",
+                "[::ffff:127.0.0.1]:80",
+                "999.1.1.1:1",
+                "127.0.0.1:99999",
+                "localhost:80",
+                "127.0.0.1",
+                "",
+            ]),
+            Tls => quoted(vec!["none", "starttls", "tls", "TLS", ""]),
+            Texts => prop::collection::vec(text(), 0..4)
+                .prop_map(|items| {
+                    let items: Vec<String> = items.iter().map(|text| quote(text)).collect();
+                    format!("[{}]", items.join(", "))
+                })
+                .boxed(),
+            Uints => prop::collection::vec(uint(), 0..10)
+                .prop_map(|items| format!("[{}]", items.join(", ")))
+                .boxed(),
+            Any => anything().boxed(),
+        }
+    }
+
+    /// Some `key = value` lines of one section, each key once: a real key with a value of
+    /// its type (or, sometimes, of any type), and sometimes a key that does not exist.
+    fn entries(keys: &'static [(&'static str, Kind)]) -> impl Strategy<Value = String> {
+        let (required, optional): (Vec<_>, Vec<_>) =
+            keys.iter().partition(|(key, _)| REQUIRED.contains(key));
+        let most = optional.len().min(6);
+        prop::sample::subsequence(optional, 0..=most).prop_flat_map(move |optional| {
+            let lines: Vec<BoxedStrategy<String>> = required
+                .iter()
+                .chain(&optional)
+                .map(|&(key, kind)| {
+                    (0..40u8, typed(kind), anything())
+                        .prop_map(move |(roll, typed, any)| match roll {
+                            0 => format!("no_such_key = {typed}"),
+                            1 => format!("{key} = {any}"),
+                            _ => format!("{key} = {typed}"),
+                        })
+                        .boxed()
+                })
+                .collect();
+            lines.prop_map(|lines| lines.join("\n"))
+        })
+    }
+
+    fn source_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9][a-z0-9_-]{0,10}",
+            prop::sample::select(vec!["sendgrid", "Bad", "", "-a", "a b", "ü", "a.b"])
+                .prop_map(str::to_owned),
+            Just("x".repeat(65)),
+        ]
+    }
+
+    /// A document: top-level keys, then some sections (each once; up to three sources)
+    /// with some of their keys.
+    fn document() -> impl Strategy<Value = String> {
+        let titles: Vec<usize> = (1..SECTIONS.len()).collect();
+        let sections = (
+            prop::sample::subsequence(titles, 0..SECTIONS.len()),
+            prop::collection::btree_set(source_name(), 1..4),
+        )
+            .prop_flat_map(|(indices, names)| {
+                let mut headers = Vec::new();
+                for index in indices {
+                    match SECTIONS[index].0 {
+                        "sources.*" => headers.extend(
+                            names
+                                .iter()
+                                .map(|name| (format!("[sources.{}]", quote(name)), index)),
+                        ),
+                        title => headers.push((format!("[{title}]"), index)),
+                    }
+                }
+                let sections: Vec<BoxedStrategy<String>> = headers
+                    .into_iter()
+                    .map(|(header, index)| {
+                        entries(SECTIONS[index].1)
+                            .prop_map(move |lines| format!("{header}\n{lines}\n"))
+                            .boxed()
+                    })
+                    .collect();
+                sections.prop_map(|sections| sections.concat())
+            });
+        (entries(SECTIONS[0].1), sections).prop_map(|(top, sections)| format!("{top}\n{sections}"))
+    }
+
+    /// The `MAILWARDEN_*` variables `Config::load` reads, with arbitrary values.
+    fn environment() -> impl Strategy<Value = BTreeMap<String, String>> {
+        let name = prop::sample::select(vec![
+            "MAILWARDEN_LISTEN",
+            "MAILWARDEN_DATA_DIR",
+            "MAILWARDEN_ADMIN_TOKEN",
+            "MAILWARDEN_MAX_BODY_BYTES",
+            "MAILWARDEN_SOURCE_SENDGRID_TOKEN",
+            "MAILWARDEN_SOURCE__URL",
+            "MAILWARDEN_SOURCE_",
+        ]);
+        let value = prop_oneof![text(), uint(), Just("0.0.0.0:80".to_owned())];
+        prop::collection::btree_map(name.prop_map(str::to_owned), value, 0..3)
+    }
+
+    /// Parses, applies `env`, validates and reads the derived settings; checks that a
+    /// refusal names what to change.
+    fn check(text: &str, env: &BTreeMap<String, String>) -> Result<(), TestCaseError> {
+        let mut config = match Config::from_toml(text) {
+            Ok(config) => config,
+            Err(error) => {
+                let message = format!("{error:#}");
+                prop_assert!(!message.trim().is_empty());
+                return Ok(());
+            }
+        };
+        if let Err(error) = config.apply_env(env) {
+            let message = format!("{error:#}");
+            prop_assert!(message.contains("MAILWARDEN_"), "{}", message);
+            return Ok(());
+        }
+        match config.validate() {
+            Ok(()) => {
+                let _ = config.storage.retention();
+                prop_assert!(config.in_flight_bytes() >= config.ingest.max_body_bytes);
+                prop_assert!(config.sources.keys().all(|name| is_source_name(name)));
+                for source in config.sources.values_mut() {
+                    source.apply_env("x", &config.source_env);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                let names_a_setting = SECTIONS
+                    .iter()
+                    .flat_map(|(_, keys)| keys.iter())
+                    .any(|(key, _)| message.contains(key))
+                    || message.contains("source");
+                prop_assert!(names_a_setting, "{}", message);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn arbitrary_text_is_parsed_or_refused_without_panicking() {
+        run((any::<String>(), environment()), |(text, env)| {
+            check(&text, &env)
+        });
+    }
+
+    #[test]
+    fn a_damaged_example_file_is_parsed_or_refused_without_panicking() {
+        let example = include_str!("../mailwarden.example.toml");
+        let damage = (any::<prop::sample::Index>(), 0..64usize, ".{0,8}");
+        run(
+            (prop::collection::vec(damage, 1..4), environment()),
+            |(damages, env)| {
+                let mut text = example.to_owned();
+                for (at, cut, insert) in damages {
+                    let start = text.floor_char_boundary(at.index(text.len() + 1));
+                    let end = text.floor_char_boundary((start + cut).min(text.len()));
+                    text.replace_range(start..end, &insert);
+                }
+                check(&text, &env)
+            },
+        );
+    }
+
+    #[test]
+    fn documents_of_real_sections_and_keys_are_parsed_or_refused_without_panicking() {
+        run((document(), environment()), |(text, env)| {
+            check(&text, &env)
+        });
+    }
+}

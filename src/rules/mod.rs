@@ -526,7 +526,360 @@ mod tests {
     }
 }
 
-/// Regression tests of the script view.
+/// Property tests of the script view ([`event_view`], [`engine::to_dynamic`],
+/// [`engine::to_json`]): arbitrary events (hostile text, extreme numbers and times,
+/// metadata nested to the body parser's limit, every kind) are read by a rule that
+/// touches every field, through the real engine and its limits. No panic; the rule
+/// finishes, or fails only where it throws on purpose; what it sees is the event.
+///
+/// `PROPTEST_CASES` sets the number of cases (64 by default); for a long run:
+/// `PROPTEST_CASES=20000 cargo test --release --lib fuzz`.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use crate::event::{BounceClass, EmailAddress, EventId, Reason, TimeQuality};
+    use crate::ingest::body::MAX_JSON_DEPTH;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+    use serde_json::json;
+
+    /// Reads every field of `event` (and `config`) the way rules do, works on the text,
+    /// walks the metadata without recursion (call depth is limited, data depth is not),
+    /// suppresses hard bounces, and throws only when the event says `provoke: true`.
+    pub(crate) const READS_EVERYTHING: &str = r#"
+if event.metadata.provoke == true { throw "provoked by the event"; }
+let total = 0;
+let digest = "";
+for name in ["id", "source", "provider", "provider_event", "kind", "bounce_class", "reason",
+             "recipient", "occurred_at", "time_quality", "received_at", "message_id",
+             "provider_event_id", "smtp_enhanced", "smtp_response", "subject", "sender",
+             "campaign", "click_url", "user_agent", "ip"] {
+    let text = event[name];
+    if text == () { continue; }
+    total += text.len();
+    let line = "[" + name + ": " + text + "]";
+    total += line.to_upper().len() + line.to_lower().len();
+    if text.contains("@") { total += text.index_of("@"); }
+    if text.starts_with("5") || text.ends_with(".") { total += 1; }
+    total += text.split(" ").len();
+    let head = text.sub_string(0, 16);
+    head.trim();
+    head.replace("\n", " ");
+    for c in head.chars() { if c == '\x00' { total += 1; } }
+    try { if parse_int(head) > 0 { total += 1; } } catch { total -= 1; }
+    digest += head + "|";
+}
+if event.smtp_code != () && event.smtp_code / 100 == 5 { total += 1; }
+for tag in event.tags { digest += tag.sub_string(0, 8); }
+for warning in event.warnings { total += warning.len(); }
+for key in config.keys() { total += key.len(); }
+let stack = [event.metadata];
+let seen = 0;
+while stack.len() > 0 && seen < 5000 {
+    let value = stack.pop();
+    seen += 1;
+    switch type_of(value) {
+        "map" => { for key in value.keys() { total += key.len(); stack.push(value[key]); } }
+        "array" => { for item in value { stack.push(item); } }
+        "string" => { total += value.len(); if value == "hard" { total += 1; } }
+        "i64" => { total += value % 1000; }
+        "f64" => { if value > 0.0 { total += 1; } }
+        "bool" => { if value { total += 1; } }
+    }
+}
+if event.kind == "bounce" && event.bounce_class == "hard" && event.reason != "blocked" {
+    suppress(event.recipient, "hard bounce: " + event.smtp_response);
+}
+tag("fuzzed");
+tag("kind:" + event.kind);
+tag("metadata:" + event.metadata.len());
+http_post("https://hooks.example.com/fuzz", event);
+"#;
+
+    /// Text that breaks naive code: control characters, NUL, bidirectional overrides,
+    /// combining marks, astral characters, case mappings that change length, numbers.
+    const HOSTILE: &[&str] = &[
+        "",
+        " ",
+        "\0",
+        "\u{0}\u{1}\u{1b}[31m\u{7f}",
+        "\u{202e}gnp.exe",
+        "\u{200f}\u{200e}\u{2066}",
+        "\u{feff}",
+        "e\u{301}\u{301}\u{301}",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 👩\u{200d}👩\u{200d}👧",
+        "\r\n\t\u{2028}",
+        "\"'`\\",
+        "${event}",
+        "#{a: 1}",
+        "(); throw \"x\";",
+        "550 5.1.1 user unknown",
+        "5.1.1",
+        "hard",
+        "bounce",
+        "İıßΐŉ",
+        "\u{10ffff}",
+        "-9223372036854775808",
+        "9223372036854775807",
+        "1e400",
+        "NaN",
+    ];
+
+    /// Characters repeated into long fields: one byte, two, four, and ones whose upper
+    /// case is longer.
+    const UNITS: &[&str] = &["a", "é", "\0", "\u{202e}", "𝔘", "ß", "ΐ", " "];
+
+    fn cases() -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64)
+    }
+
+    fn runner() -> TestRunner {
+        TestRunner::new(ProptestConfig {
+            cases: cases(),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => ".{0,24}",
+            2 => prop::sample::select(HOSTILE).prop_map(str::to_owned),
+            // Longer than adapters keep (2,000 characters), as a script provider may send.
+            1 => (prop::sample::select(UNITS), 1..4_000usize).prop_map(|(unit, n)| unit.repeat(n)),
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            prop::sample::select(vec![i64::MIN, i64::MAX, 0, -1]).prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            text().prop_map(Value::String),
+        ]
+    }
+
+    /// Metadata values: small trees, and chains as deep as a body may nest them.
+    fn value() -> impl Strategy<Value = Value> {
+        let tree = leaf().prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(text(), inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        });
+        prop_oneof![
+            4 => tree,
+            1 => (0..=MAX_JSON_DEPTH, leaf()).prop_map(|(depth, leaf)| {
+                (0..depth).fold(leaf, |inner, level| {
+                    if level % 2 == 0 { json!({ "nested": inner }) } else { json!([inner]) }
+                })
+            }),
+        ]
+    }
+
+    fn address() -> impl Strategy<Value = EmailAddress> {
+        let fallback = || EmailAddress::parse("fallback@example.com").expect("valid");
+        prop_oneof![
+            prop::sample::select(vec![
+                "a@example.com",
+                "josé@bücher.de",
+                "\"quoted\"@example.com",
+                "user+tag@[127.0.0.1]",
+                "x@xn--bcher-kva.example",
+                "UPPER@example.com",
+            ])
+            .prop_map(move |text| EmailAddress::parse(text).unwrap_or_else(|_| fallback())),
+            (".{1,20}", "[a-zA-Z0-9.-]{1,20}").prop_map(move |(local, domain)| {
+                EmailAddress::parse(&format!("{local}@{domain}.com")).unwrap_or_else(|_| fallback())
+            }),
+        ]
+    }
+
+    fn timestamp() -> impl Strategy<Value = Timestamp> {
+        prop_oneof![
+            prop::sample::select(vec![Timestamp::MIN, Timestamp::MAX, Timestamp::UNIX_EPOCH]),
+            (
+                Timestamp::MIN.as_second()..=Timestamp::MAX.as_second(),
+                0..1_000_000_000i32
+            )
+                .prop_map(|(second, nanos)| {
+                    Timestamp::new(second, nanos).unwrap_or(Timestamp::UNIX_EPOCH)
+                }),
+        ]
+    }
+
+    fn kind() -> impl Strategy<Value = EventKind> {
+        prop::sample::select(EventKind::ALL.to_vec())
+    }
+
+    /// Fills every field of an event; `provoke` asks the rule to throw.
+    fn event() -> impl Strategy<Value = Event> {
+        let names = (text(), text(), text(), kind(), address());
+        let classes = (
+            prop::option::of(prop::sample::select(vec![
+                BounceClass::Hard,
+                BounceClass::Soft,
+                BounceClass::Undetermined,
+            ])),
+            prop::option::of(prop::sample::select(vec![
+                Reason::Invalid,
+                Reason::Bounced,
+                Reason::TimedOut,
+                Reason::Blocked,
+                Reason::Spam,
+                Reason::Unsubscribed,
+                Reason::Other,
+            ])),
+            prop::sample::select(vec![
+                TimeQuality::Exact,
+                TimeQuality::AssumedTz,
+                TimeQuality::Missing,
+            ]),
+            prop::option::of(timestamp()),
+            timestamp(),
+            prop::option::of(any::<u64>()),
+            prop::option::of(any::<u16>()),
+        );
+        let texts = prop::collection::vec(prop::option::of(text()), 10);
+        let lists = (
+            prop::collection::vec(text(), 0..4),
+            prop::collection::vec(text(), 0..4),
+            prop::collection::btree_map(text(), value(), 0..6),
+            prop::bool::weighted(0.1),
+        );
+        (names, classes, texts, lists).prop_map(
+            |(
+                (source, provider, provider_event, kind, recipient),
+                (bounce_class, reason, time_quality, occurred_at, received_at, id, smtp_code),
+                texts,
+                (tags, warnings, metadata, provoke),
+            )| {
+                let raw = serde_json::value::RawValue::from_string("{}".into()).expect("JSON");
+                let mut event = Event::new(
+                    &source,
+                    &provider,
+                    &provider_event,
+                    kind,
+                    recipient,
+                    received_at,
+                    raw,
+                );
+                event.id = id.map(EventId);
+                event.bounce_class = bounce_class;
+                event.reason = reason;
+                event.time_quality = time_quality;
+                event.occurred_at = occurred_at;
+                event.smtp_code = smtp_code;
+                let mut texts = texts.into_iter();
+                for field in [
+                    &mut event.message_id,
+                    &mut event.provider_event_id,
+                    &mut event.smtp_enhanced,
+                    &mut event.smtp_response,
+                    &mut event.subject,
+                    &mut event.sender,
+                    &mut event.campaign,
+                    &mut event.click_url,
+                    &mut event.user_agent,
+                    &mut event.ip,
+                ] {
+                    *field = texts.next().flatten();
+                }
+                event.tags = tags;
+                event.warnings = warnings;
+                event.metadata = metadata.into_iter().collect();
+                if provoke {
+                    event.metadata.insert("provoke".into(), Value::Bool(true));
+                } else if event.metadata.get("provoke") == Some(&Value::Bool(true)) {
+                    event.metadata.remove("provoke");
+                }
+                event
+            },
+        )
+    }
+
+    #[test]
+    fn a_rule_reading_every_field_of_arbitrary_events_finishes_and_sees_the_event() {
+        let vars = json!({ "threshold": 3, "crm_url": "https://crm.example.com", "": null });
+        let limits = Limits {
+            // The wall clock is not under test, and debug builds on a shared machine are slow.
+            timeout: std::time::Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let rules = Rules::new(limits, vars.as_object().expect("object"));
+        let rule = rules
+            .compile(Path::new("reads_everything.rhai"), READS_EVERYTHING)
+            .expect("the rule compiles");
+        let set = RuleSet::new(vec![Arc::new(rule)]);
+        let result = runner().run(&event(), |event| {
+            let evaluation = rules.evaluate(&set, &event, None, None);
+            prop_assert_eq!(evaluation.ran, 1);
+            prop_assert_eq!(evaluation.rules.len(), 1, "the rule tags every event");
+            let outcome = &evaluation.rules[0];
+            if event.metadata.get("provoke") == Some(&Value::Bool(true)) {
+                let error = outcome.error.as_deref().unwrap_or_default();
+                prop_assert!(error.contains("provoked by the event"), "{}", error);
+                prop_assert!(outcome.actions.is_empty() && outcome.tags.is_empty());
+                return Ok(());
+            }
+            prop_assert_eq!(&outcome.error, &None);
+            let tags = [
+                "fuzzed".to_owned(),
+                format!("kind:{}", event.kind),
+                format!("metadata:{}", event.metadata.len()),
+            ];
+            prop_assert_eq!(&outcome.tags[..], &tags[..]);
+            let hard = event.kind == EventKind::Bounce
+                && event.bounce_class == Some(BounceClass::Hard)
+                && event.reason != Some(Reason::Blocked);
+            let mut actions = outcome.actions.iter();
+            if hard {
+                let Some(Action::Suppress { address, .. }) = actions.next() else {
+                    return Err(TestCaseError::fail("a hard bounce is suppressed"));
+                };
+                prop_assert_eq!(address.as_str(), event.recipient.as_str());
+            }
+            let Some(Action::HttpPost { body, .. }) = actions.next() else {
+                return Err(TestCaseError::fail("the event is posted"));
+            };
+            prop_assert!(actions.next().is_none());
+            // What the script saw, back as JSON, is the event (without `raw`).
+            let mut expected = serde_json::to_value(&event).expect("an event serializes");
+            let object = expected.as_object_mut().expect("an object");
+            object.remove("raw");
+            for key in ["tags", "warnings"] {
+                object.entry(key).or_insert_with(|| json!([]));
+            }
+            object.entry("metadata").or_insert_with(|| json!({}));
+            prop_assert_eq!(body, &expected);
+            Ok(())
+        });
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+
+    #[test]
+    fn json_survives_the_trip_through_a_script_value() {
+        let result = runner().run(&value(), |value| {
+            let back = engine::to_json(&engine::to_dynamic(&value));
+            prop_assert_eq!(back, value);
+            Ok(())
+        });
+        if let Err(error) = result {
+            panic!("{error}");
+        }
+    }
+}
+
+/// Regression tests of the script view, found by the properties in `fuzz_tests`.
 #[cfg(test)]
 mod view_tests {
     use super::*;

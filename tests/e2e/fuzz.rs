@@ -5,8 +5,20 @@
 //! sent as signed SNS notifications and Mandrill's as its form, so those adapters see
 //! them too.
 //!
-//! `PROPTEST_CASES` sets the number of cases (64 by default here, to keep `cargo test`
-//! fast); for a long run: `PROPTEST_CASES=20000 cargo test --release --test e2e fuzz`.
+//! A second property posts arbitrary events (hostile text, extreme numbers, metadata
+//! nested to the parser's limit, unknown event names) to SendGrid, Postmark and Mailgun
+//! with a rule that reads every field of `event`: every accepted event is evaluated, and
+//! the rule finishes or fails only where it throws on purpose. The unit-level properties
+//! of the script view and of the configuration parser are in `src/rules/mod.rs` and
+//! `src/config.rs` (`fuzz_tests`).
+//!
+//! `PROPTEST_CASES` sets the number of cases per property (64 by default, to keep
+//! `cargo test` fast). For a long run (about 12 minutes on two shared cores):
+//!
+//! ```text
+//! PROPTEST_CASES=20000 cargo test --release --test e2e fuzz
+//! PROPTEST_CASES=200000 cargo test --release --lib fuzz
+//! ```
 
 use std::sync::{Arc, Mutex};
 
@@ -337,6 +349,420 @@ fn arbitrary_bodies_never_answer_5xx_and_nothing_accepted_is_lost() {
     });
     eprintln!(
         "fuzz: {cases} cases, {} events accepted and read back",
+        ids.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The rules' view of arbitrary events.
+
+/// Reads every field of `event` the way rules do, works on the text, walks the metadata
+/// without recursion (call depth is limited, data depth is not), suppresses hard bounces,
+/// and throws only when the event's metadata says `provoke: true`. The same rule as
+/// `rules::fuzz_tests::READS_EVERYTHING` (the unit-level property), without `http_post`.
+const READS_EVERYTHING: &str = r#"
+if event.metadata.provoke == true { throw "provoked by the event"; }
+let total = 0;
+let digest = "";
+for name in ["id", "source", "provider", "provider_event", "kind", "bounce_class", "reason",
+             "recipient", "occurred_at", "time_quality", "received_at", "message_id",
+             "provider_event_id", "smtp_enhanced", "smtp_response", "subject", "sender",
+             "campaign", "click_url", "user_agent", "ip"] {
+    let text = event[name];
+    if text == () { continue; }
+    total += text.len();
+    let line = "[" + name + ": " + text + "]";
+    total += line.to_upper().len() + line.to_lower().len();
+    if text.contains("@") { total += text.index_of("@"); }
+    if text.starts_with("5") || text.ends_with(".") { total += 1; }
+    total += text.split(" ").len();
+    let head = text.sub_string(0, 16);
+    head.trim();
+    head.replace("\n", " ");
+    for c in head.chars() { if c == '\x00' { total += 1; } }
+    try { if parse_int(head) > 0 { total += 1; } } catch { total -= 1; }
+    digest += head + "|";
+}
+if event.smtp_code != () && event.smtp_code / 100 == 5 { total += 1; }
+for tag in event.tags { digest += tag.sub_string(0, 8); }
+for warning in event.warnings { total += warning.len(); }
+for key in config.keys() { total += key.len(); }
+let stack = [event.metadata];
+let seen = 0;
+while stack.len() > 0 && seen < 5000 {
+    let value = stack.pop();
+    seen += 1;
+    switch type_of(value) {
+        "map" => { for key in value.keys() { total += key.len(); stack.push(value[key]); } }
+        "array" => { for item in value { stack.push(item); } }
+        "string" => { total += value.len(); if value == "hard" { total += 1; } }
+        "i64" => { total += value % 1000; }
+        "f64" => { if value > 0.0 { total += 1; } }
+        "bool" => { if value { total += 1; } }
+    }
+}
+if event.kind == "bounce" && event.bounce_class == "hard" && event.reason != "blocked" {
+    suppress(event.recipient, "hard bounce: " + event.smtp_response);
+}
+tag("fuzzed");
+tag("kind:" + event.kind);
+tag("metadata:" + event.metadata.len());
+"#;
+
+/// Text that breaks naive code: control characters, NUL, bidirectional overrides,
+/// combining marks, astral characters, case mappings that change length, long runs.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => ".{0,24}",
+        2 => prop::sample::select(vec![
+            "",
+            "\0",
+            "\u{0}\u{1}\u{1b}[31m\u{7f}",
+            "\u{202e}gnp.exe",
+            "\u{200f}\u{200e}\u{2066}",
+            "\u{feff}",
+            "e\u{301}\u{301}\u{301}",
+            "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 👩\u{200d}👩\u{200d}👧",
+            "\r\n\t\u{2028}",
+            "\"'`\\",
+            "#{a: 1}",
+            "(); throw \"x\";",
+            "550 5.1.1 user unknown",
+            "İıßΐŉ",
+            "-9223372036854775808",
+            "1e400",
+        ])
+        .prop_map(str::to_owned),
+        // Past the 2,000 characters adapters keep of a field.
+        1 => (prop::sample::select(vec!["a", "é", "\0", "\u{202e}", "𝔘", "ΐ", " "]), 1..3_000usize)
+            .prop_map(|(unit, n)| unit.repeat(n)),
+    ]
+}
+
+/// Any JSON leaf, with hostile text more often than `leaf()` has it.
+fn field() -> impl Strategy<Value = Value> {
+    prop_oneof![3 => hostile().prop_map(Value::String), 1 => leaf()]
+}
+
+/// Metadata-like values: small trees of hostile keys, or chains nested as deep as a body
+/// may go once wrapped in a provider's envelope (the parser refuses past 64 levels).
+fn nested() -> impl Strategy<Value = Value> {
+    let tree = field().prop_recursive(3, 24, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((hostile(), inner), 0..5)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+        ]
+    });
+    prop_oneof![
+        3 => tree,
+        1 => (0..=60usize, field()).prop_map(|(depth, leaf)| {
+            (0..depth).fold(leaf, |inner, level| {
+                if level % 2 == 0 {
+                    serde_json::json!({ "nested": inner })
+                } else {
+                    Value::Array(vec![inner])
+                }
+            })
+        }),
+    ]
+}
+
+/// Addresses the adapters accept, unicode and odd ones included.
+fn recipient() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "a@example.com",
+            "Dummy@Example.COM",
+            "josé@bücher.de",
+            "\"quoted\"@example.com",
+            "user+tag@[127.0.0.1]",
+            "Name <named@example.com>",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z0-9._%+-]{1,20}@[a-z0-9-]{1,20}\\.example",
+    ]
+}
+
+/// An event name: documented ones, mostly, and arbitrary ones.
+fn name(known: &'static [&'static str]) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => prop::sample::select(known).prop_map(|name| Value::String(name.to_owned())),
+        1 => field(),
+    ]
+}
+
+/// Extra fields and `provoke` (one case in ten), merged into `object`.
+fn extras() -> impl Strategy<Value = (Vec<(String, Value)>, bool)> {
+    (
+        prop::collection::vec((hostile(), nested()), 0..4),
+        prop::bool::weighted(0.1),
+    )
+}
+
+fn with_extras(mut object: Value, (extras, provoke): (Vec<(String, Value)>, bool)) -> Value {
+    if let Value::Object(map) = &mut object {
+        map.extend(extras);
+        if provoke {
+            map.insert("provoke".into(), Value::Bool(true));
+        }
+    }
+    object
+}
+
+// The strategies below are boxed: their wide tuples make large value trees, which overflow
+// a debug build's 2 MiB test thread when built on the stack.
+
+/// A SendGrid batch of one event with every field it maps, plus extras (its metadata).
+fn sendgrid() -> BoxedStrategy<Value> {
+    let names = &[
+        "processed",
+        "dropped",
+        "delivered",
+        "deferred",
+        "bounce",
+        "open",
+        "click",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+        "group_resubscribe",
+    ];
+    (
+        (
+            recipient(),
+            name(names),
+            field(),
+            field(),
+            name(&["bounce", "blocked"]),
+        )
+            .boxed(),
+        (
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+        )
+            .boxed(),
+        extras(),
+    )
+        .prop_map(
+            |(
+                (email, event, timestamp, reason, kind),
+                (status, category, event_id, message_id, url, agent, ip),
+                extras,
+            )| {
+                let object = serde_json::json!({
+                    "email": email, "event": event, "timestamp": timestamp, "reason": reason,
+                    "type": kind, "status": status, "category": category,
+                    "sg_event_id": event_id, "sg_message_id": message_id, "url": url,
+                    "useragent": agent, "ip": ip,
+                });
+                Value::Array(vec![with_extras(object, extras)])
+            },
+        )
+        .boxed()
+}
+
+/// A Postmark event with every field it maps; extras go into its `Metadata`.
+fn postmark() -> BoxedStrategy<Value> {
+    let records = &[
+        "Bounce",
+        "Delivery",
+        "Open",
+        "Click",
+        "SpamComplaint",
+        "SubscriptionChange",
+    ];
+    let types = &[
+        "HardBounce",
+        "SoftBounce",
+        "Transient",
+        "Blocked",
+        "SpamNotification",
+        "Unknown",
+    ];
+    (
+        (
+            recipient(),
+            name(records),
+            name(types),
+            leaf(),
+            leaf(),
+            field(),
+        )
+            .boxed(),
+        (
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+            field(),
+        )
+            .boxed(),
+        extras(),
+    )
+        .prop_map(
+            |(
+                (email, record, kind, code, id, at),
+                (message_id, subject, from, tag, details, description, link),
+                extras,
+            )| {
+                serde_json::json!({
+                    "RecordType": record, "Type": kind, "TypeCode": code, "ID": id,
+                    "Email": email, "Recipient": email, "MessageID": message_id,
+                    "Subject": subject, "From": from, "Tag": tag, "Details": details,
+                    "Description": description, "BouncedAt": at, "DeliveredAt": at,
+                    "ReceivedAt": at, "OriginalLink": link, "UserAgent": subject,
+                    "Metadata": with_extras(serde_json::json!({}), extras),
+                })
+            },
+        )
+        .boxed()
+}
+
+/// A Mailgun event with every field it maps; extras go into `user-variables`.
+fn mailgun() -> BoxedStrategy<Value> {
+    let events = &[
+        "accepted",
+        "delivered",
+        "failed",
+        "opened",
+        "clicked",
+        "unsubscribed",
+        "complained",
+        "rejected",
+    ];
+    (
+        (
+            recipient(),
+            name(events),
+            name(&["permanent", "temporary"]),
+            name(&["bounce", "suppress-bounce", "generic"]),
+            field(),
+        )
+            .boxed(),
+        (leaf(), field(), field(), field(), field(), field()).boxed(),
+        (prop::collection::vec(field(), 0..4), extras()),
+    )
+        .prop_map(
+            |(
+                (email, event, severity, reason, timestamp),
+                (code, message, id, message_id, subject, url),
+                (tags, extras),
+            )| {
+                serde_json::json!({ "event-data": {
+                    "event": event, "severity": severity, "reason": reason,
+                    "recipient": email, "timestamp": timestamp, "id": id, "tags": tags,
+                    "user-variables": with_extras(serde_json::json!({}), extras),
+                    "delivery-status": { "code": code, "message": message,
+                                         "description": message },
+                    "message": { "headers": { "message-id": message_id,
+                                              "subject": subject, "from": email } },
+                    "url": url, "client-info": { "user-agent": subject },
+                }})
+            },
+        )
+        .boxed()
+}
+
+/// Checks what the rule did with stored event `id`.
+async fn check_evaluation(app: &TestApp, id: &str) {
+    let event = app.evaluated(id).await;
+    let evaluation = &event["evaluation"];
+    assert_eq!(evaluation["ran"], 1, "{id}: the rule did not run: {event}");
+    let outcome = evaluation["rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|o| o["rule"] == "reads_everything"))
+        .unwrap_or_else(|| panic!("{id}: no outcome: {event}"));
+    if event["metadata"]["provoke"] == Value::Bool(true) {
+        let error = outcome["error"].as_str().unwrap_or_default();
+        assert!(error.contains("provoked by the event"), "{id}: {event}");
+        return;
+    }
+    assert!(event.get("rule_errors").is_none(), "{id}: {event}");
+    let metadata = event["metadata"].as_object().map_or(0, Map::len);
+    let expected = serde_json::json!([
+        "fuzzed",
+        format!("kind:{}", event["kind"].as_str().unwrap_or_default()),
+        format!("metadata:{metadata}"),
+    ]);
+    assert_eq!(outcome["tags"], expected, "{id}: {event}");
+}
+
+#[test]
+fn arbitrary_events_are_read_by_a_rule_touching_every_field_without_errors() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = runtime.block_on(crate::helpers::spawn_app_with(|config| {
+        std::fs::write(
+            config.rules_dir.join("reads_everything.rhai"),
+            READS_EVERYTHING,
+        )
+        .expect("rule written");
+        // The wall clock is not under test, and debug builds on a shared machine are slow.
+        config.rules.timeout_ms = 30_000;
+    }));
+    let accepted = Mutex::new(Vec::<String>::new());
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(64);
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(
+        &(sendgrid(), postmark(), mailgun()),
+        |(sendgrid, postmark, mailgun)| {
+            let ids = runtime.block_on(async {
+                let (a, b, c) = tokio::join!(
+                    post(
+                        &app,
+                        "sendgrid",
+                        "application/json",
+                        sendgrid.to_string().into()
+                    ),
+                    post(
+                        &app,
+                        "postmark",
+                        "application/json",
+                        postmark.to_string().into()
+                    ),
+                    post(
+                        &app,
+                        "mailgun",
+                        "application/json",
+                        mailgun.to_string().into()
+                    ),
+                );
+                [a, b, c].concat()
+            });
+            accepted.lock().unwrap().extend(ids);
+            Ok(())
+        },
+    );
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+    let ids = accepted.lock().unwrap().clone();
+    assert!(!ids.is_empty(), "no generated event was accepted");
+    runtime.block_on(async {
+        for id in &ids {
+            check_evaluation(&app, id).await;
+        }
+    });
+    eprintln!(
+        "fuzz: {cases} cases, {} events evaluated by a rule reading every field",
         ids.len()
     );
 }
