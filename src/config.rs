@@ -778,7 +778,7 @@ mod tests {
 /// the derived settings never panic; a refusal says what is wrong.
 ///
 /// `PROPTEST_CASES` sets the number of cases (64 by default); for a long run:
-/// `PROPTEST_CASES=20000 cargo test --release --lib fuzz`.
+/// `PROPTEST_CASES=250000 cargo test --release --lib fuzz` (see tests/e2e/fuzz.rs).
 #[cfg(test)]
 mod fuzz_tests {
     use super::*;

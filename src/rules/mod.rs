@@ -533,7 +533,7 @@ mod tests {
 /// finishes, or fails only where it throws on purpose; what it sees is the event.
 ///
 /// `PROPTEST_CASES` sets the number of cases (64 by default); for a long run:
-/// `PROPTEST_CASES=20000 cargo test --release --lib fuzz`.
+/// `PROPTEST_CASES=250000 cargo test --release --lib fuzz` (see tests/e2e/fuzz.rs).
 #[cfg(test)]
 mod fuzz_tests {
     use super::*;
@@ -546,7 +546,7 @@ mod fuzz_tests {
     /// Reads every field of `event` (and `config`) the way rules do, works on the text,
     /// walks the metadata without recursion (call depth is limited, data depth is not),
     /// suppresses hard bounces, and throws only when the event says `provoke: true`.
-    pub(crate) const READS_EVERYTHING: &str = r#"
+    const READS_EVERYTHING: &str = r#"
 if event.metadata.provoke == true { throw "provoked by the event"; }
 let total = 0;
 let digest = "";
