@@ -458,7 +458,11 @@ impl EmailAddress {
             let inner = &bare[open + 1..];
             bare = inner.strip_suffix('>').unwrap_or(inner).trim();
         }
-        let bare = bare.strip_prefix("mailto:").unwrap_or(bare);
+        // Every `mailto:`, so that parsing a parsed address gives it back unchanged.
+        let mut bare = bare;
+        while let Some(rest) = bare.strip_prefix("mailto:") {
+            bare = rest;
+        }
         if bare.is_empty() {
             return Err(AddressError::Empty);
         }
@@ -482,6 +486,7 @@ impl EmailAddress {
         let literal = domain.starts_with('[') && domain.ends_with(']');
         let host_ok = !domain.is_empty()
             && !domain.starts_with('.')
+            && !domain.ends_with('.')
             && !domain.contains("..")
             && !domain.contains(['@', '"', '\\', '(', ')', '[', ']']);
         let domain_ok = host_ok || literal;
@@ -523,6 +528,45 @@ impl<'de> Deserialize<'de> for EmailAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parsed_address_parses_to_itself() {
+        for text in [
+            "a@b.com..",
+            "mailto:mailto:x@y.com",
+            "N <mailto:A@B.com.>",
+            "a@b.c",
+        ] {
+            if let Ok(once) = EmailAddress::parse(text) {
+                assert_eq!(
+                    EmailAddress::parse(once.as_str()),
+                    Ok(once.clone()),
+                    "{text}"
+                );
+            }
+        }
+        assert_eq!(
+            EmailAddress::parse("a@b.com.."),
+            Err(AddressError::BadDomain)
+        );
+        assert_eq!(
+            EmailAddress::parse("mailto:mailto:x@y.com")
+                .unwrap()
+                .as_str(),
+            "x@y.com"
+        );
+    }
+
+    proptest::proptest! {
+        /// `suppress(event.recipient)` parses an address that was parsed already: it must
+        /// suppress that same address.
+        #[test]
+        fn parsing_is_idempotent(text in "[ a-zA-Z<>@.:\\[\\]\"mailto]{0,40}") {
+            if let Ok(once) = EmailAddress::parse(&text) {
+                proptest::prop_assert_eq!(EmailAddress::parse(once.as_str()), Ok(once));
+            }
+        }
+    }
 
     #[test]
     fn address_drops_display_name_and_lowercases_domain() {
