@@ -459,7 +459,6 @@ impl EmailAddress {
             bare = inner.strip_suffix('>').unwrap_or(inner).trim();
         }
         // Every `mailto:`, so that parsing a parsed address gives it back unchanged.
-        let mut bare = bare;
         while let Some(rest) = bare.strip_prefix("mailto:") {
             bare = rest;
         }
