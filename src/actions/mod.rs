@@ -37,6 +37,8 @@ use http::{CallOutcome, Caller};
 const POLL: Duration = Duration::from_millis(200);
 /// Most actions started per poll.
 const BATCH: usize = 256;
+/// Actions running at once beyond which no further HTTP call starts.
+const MAX_RUNNING_CALLS: usize = 1_024;
 /// How often the outbox gauge is refreshed.
 const GAUGE_EVERY: Duration = Duration::from_secs(10);
 /// How often expired suppressions are purged.
@@ -413,7 +415,10 @@ async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<(bool, Durat
             let executor = executor.clone();
             tokio::task::spawn_blocking(move || -> Result<Vec<QueuedAction>, StoreError> {
                 executor.queue_digests()?;
-                executor.store.due_actions(Timestamp::now(), BATCH)
+                let running = executor.in_flight.lock().expect("in-flight lock").clone();
+                executor
+                    .store
+                    .due_actions(Timestamp::now(), BATCH, |id| running.contains(&id))
             })
             .await
         };
@@ -438,6 +443,14 @@ async fn work(executor: Arc<Executor>, mut stopped: watch::Receiver<(bool, Durat
                 }
                 for action in actions {
                     let id = action.id.expect("stored actions have ids");
+                    // Calls waiting for a slow host's concurrency slots are tasks too: past
+                    // the bound only alerts and suppressions start, so those never wait
+                    // behind them and the tasks stay bounded.
+                    let busy = executor.in_flight.lock().expect("in-flight lock").len();
+                    if busy >= MAX_RUNNING_CALLS && matches!(action.action, Action::HttpPost { .. })
+                    {
+                        continue;
+                    }
                     if !executor
                         .in_flight
                         .lock()

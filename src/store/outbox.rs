@@ -51,18 +51,26 @@ impl Store {
         }
     }
 
-    /// Returns up to `limit` pending actions due at `now`, oldest first.
+    /// Returns up to `limit` pending actions due at `now`, oldest first, leaving out those
+    /// `skip` names (the ones already running).
     pub fn due_actions(
         &self,
         now: Timestamp,
         limit: usize,
+        skip: impl Fn(EventId) -> bool,
     ) -> Result<Vec<QueuedAction>, StoreError> {
         let mut due = Vec::new();
         for item in self.trees().outbox.iter() {
             let (key, value) = item?;
+            let id = id_of(keys::OUTBOX, &key)?;
+            // Skipped ones (already running) do not count: a backlog of calls waiting for
+            // a slow host must not hide what was queued after it.
+            if skip(id) {
+                continue;
+            }
             let mut action: QueuedAction = decode(keys::OUTBOX, &key, &value)?;
             if action.next_attempt_at.is_none_or(|at| at <= now) {
-                action.id = Some(id_of(keys::OUTBOX, &key)?);
+                action.id = Some(id);
                 due.push(action);
                 if due.len() >= limit {
                     break;

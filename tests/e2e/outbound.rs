@@ -356,3 +356,55 @@ async fn alerts_and_other_hosts_keep_flowing_while_a_receiver_is_dead() {
     );
     assert_eq!(dead.connections().len() as u64, made, "no call while open");
 }
+
+#[tokio::test]
+async fn an_alert_is_not_held_behind_calls_waiting_for_a_slow_host() {
+    // A host that takes its time without failing: its breaker stays closed while 300
+    // calls wait for its four concurrency slots, more than one poll of the outbox reads.
+    let slow = RawReceiver::start(Behaviour::Hang).await;
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(|config| {
+        fast_retries(config);
+        use_smtp(config, smtp.port);
+        config.outbound.timeout_secs = 30;
+        config.outbound.allow = vec!["127.0.0.1/32".into()];
+        config.rules.vars.insert("slow".into(), json!(slow.url("")));
+        for n in 0..3 {
+            write_rule(
+                &config.rules_dir,
+                &format!("slow{n}"),
+                &format!(
+                    "// on: bounce\nfor i in 0..100 {{ http_post(config.slow + \"/{n}/\" + i, #{{i: i}}); }}\n"
+                ),
+            );
+        }
+        write_rule(
+            &config.rules_dir,
+            "notify",
+            "// on: complaint\nalert(\"Complaint\", event.recipient);\n",
+        );
+    })
+    .await;
+    post_one(
+        &app,
+        "sendpulse",
+        read_fixture("sendpulse/hard_bounces.json"),
+    )
+    .await;
+    slow.wait_for(4).await;
+    let started = tokio::time::Instant::now();
+    let complaint = json!([{"event": "spam_by_user", "timestamp": 1_700_000_000,
+        "recipient": "reader@example.com", "subject": "News"}]);
+    post_one(&app, "sendpulse", complaint.to_string()).await;
+    let mails = smtp.wait_for(1).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the alert waited {took:?} behind calls to a slow host"
+    );
+    assert_eq!(
+        mails[0].header("Subject").as_deref(),
+        Some("[mailwarden] Complaint")
+    );
+    assert_eq!(slow.connections().len(), 4, "per_host_concurrency is 4");
+}
