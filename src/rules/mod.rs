@@ -546,55 +546,10 @@ mod fuzz_tests {
     /// Reads every field of `event` (and `config`) the way rules do, works on the text,
     /// walks the metadata without recursion (call depth is limited, data depth is not),
     /// suppresses hard bounces, and throws only when the event says `provoke: true`.
-    const READS_EVERYTHING: &str = r#"
-if event.metadata.provoke == true { throw "provoked by the event"; }
-let total = 0;
-let digest = "";
-for name in ["id", "source", "provider", "provider_event", "kind", "bounce_class", "reason",
-             "recipient", "occurred_at", "time_quality", "received_at", "message_id",
-             "provider_event_id", "smtp_enhanced", "smtp_response", "subject", "sender",
-             "campaign", "click_url", "user_agent", "ip"] {
-    let text = event[name];
-    if text == () { continue; }
-    total += text.len();
-    let line = "[" + name + ": " + text + "]";
-    total += line.to_upper().len() + line.to_lower().len();
-    if text.contains("@") { total += text.index_of("@"); }
-    if text.starts_with("5") || text.ends_with(".") { total += 1; }
-    total += text.split(" ").len();
-    let head = text.sub_string(0, 16);
-    head.trim();
-    head.replace("\n", " ");
-    for c in head.chars() { if c == '\x00' { total += 1; } }
-    try { if parse_int(head) > 0 { total += 1; } } catch { total -= 1; }
-    digest += head + "|";
-}
-if event.smtp_code != () && event.smtp_code / 100 == 5 { total += 1; }
-for tag in event.tags { digest += tag.sub_string(0, 8); }
-for warning in event.warnings { total += warning.len(); }
-for key in config.keys() { total += key.len(); }
-let stack = [event.metadata];
-let seen = 0;
-while stack.len() > 0 && seen < 5000 {
-    let value = stack.pop();
-    seen += 1;
-    switch type_of(value) {
-        "map" => { for key in value.keys() { total += key.len(); stack.push(value[key]); } }
-        "array" => { for item in value { stack.push(item); } }
-        "string" => { total += value.len(); if value == "hard" { total += 1; } }
-        "i64" => { total += value % 1000; }
-        "f64" => { if value > 0.0 { total += 1; } }
-        "bool" => { if value { total += 1; } }
-    }
-}
-if event.kind == "bounce" && event.bounce_class == "hard" && event.reason != "blocked" {
-    suppress(event.recipient, "hard bounce: " + event.smtp_response);
-}
-tag("fuzzed");
-tag("kind:" + event.kind);
-tag("metadata:" + event.metadata.len());
-http_post("https://hooks.example.com/fuzz", event);
-"#;
+    const READS_EVERYTHING: &str = concat!(
+        include_str!("../../tests/data/reads_every_field.rhai"),
+        "http_post(\"https://hooks.example.com/fuzz\", event);\n"
+    );
 
     /// Text that breaks naive code: control characters, NUL, bidirectional overrides,
     /// combining marks, astral characters, case mappings that change length, numbers.
