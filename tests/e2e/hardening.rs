@@ -12,15 +12,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Server, eventually, read_fixture, spawn_app_with, start_server_with};
+use crate::helpers::{
+    Server, eventually, http_client, read_fixture, spawn_app_with, start_server_with,
+};
 use crate::sinks::{Behaviour, Connection, RawReceiver};
-
-/// An HTTP client; installs rustls' crypto provider first, which reqwest needs and which
-/// no in-process service has installed when a test only talks to a child process.
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-}
 
 /// One Opptima delivery, unique by `n`.
 fn opptima_event(n: usize) -> Vec<u8> {
@@ -140,7 +135,7 @@ async fn slow_body_clients_are_closed_within_the_body_timeout_while_webhooks_are
     }
     // A provider's webhook meanwhile, on a new connection.
     let before = Instant::now();
-    let response = client()
+    let response = http_client()
         .post(app.url("/webhooks/opptima"))
         .header("content-type", "application/json")
         .body(opptima_event(1))
@@ -221,7 +216,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         .expect("closed after the idle timeout");
     assert!(after < Duration::from_secs(3), "{after:?}");
     // And a second request on a live keep-alive connection still works.
-    let client = client();
+    let client = http_client();
     for n in [8, 9] {
         let response = client
             .post(app.url("/webhooks/opptima"))
@@ -301,7 +296,7 @@ async fn a_burst_beyond_the_commit_queue_is_refused_with_503_and_stored_when_ret
         let (refused, next) = (refused.clone(), next.clone());
         let url = app.url("/webhooks/opptima");
         workers.push(tokio::spawn(async move {
-            let client = client();
+            let client = http_client();
             let mut ids = Vec::new();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -482,7 +477,7 @@ async fn burst(server: &Server, bodies: Vec<Vec<u8>>) -> (u64, usize) {
     for body in bodies {
         let (url, done, refused) = (url.clone(), done.clone(), refused.clone());
         senders.push(tokio::spawn(async move {
-            let client = client();
+            let client = http_client();
             loop {
                 match client
                     .post(&url)
@@ -561,7 +556,7 @@ async fn a_burst_of_large_bodies_keeps_memory_bounded_and_every_body_is_stored_o
         idle / 1_000_000,
         peak / 1_000_000
     );
-    let client = client();
+    let client = http_client();
     assert_eq!(
         stored_events(&client, &base).await,
         (distinct * EVENTS_PER_BODY) as u64
@@ -647,7 +642,7 @@ async fn sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_cleanly(
     assert!(status.success(), "{status}");
     // What was answered 200 during the shutdown is on disk.
     let server = start_server_with(dir.path(), &[]);
-    let client = client();
+    let client = http_client();
     assert_eq!(
         stored_events(&client, &format!("http://{}", server.address)).await,
         1
@@ -698,7 +693,7 @@ async fn sigterm_returns_an_outbound_call_in_flight_to_the_outbox_with_its_key()
         crm.url("/crm")
     );
     let mut server = start_configured(dir.path(), &config);
-    let response = client()
+    let response = http_client()
         .post(format!("http://{}/webhooks/opptima", server.address))
         .header("content-type", "application/json")
         .body(read_fixture("opptima/smtp_bounce.json"))
@@ -725,7 +720,7 @@ async fn sigterm_returns_an_outbound_call_in_flight_to_the_outbox_with_its_key()
     // And it leaves the outbox once answered.
     let pending_url = format!("http://{}/api/outbox?status=pending", server.address);
     let pending = eventually("the delivered call to leave the outbox", || async {
-        let outbox: Value = client()
+        let outbox: Value = http_client()
             .get(&pending_url)
             .send()
             .await
@@ -781,7 +776,7 @@ impl Drop for SmallDisk {
 
 /// Posts one SendPulse batch; returns the status, the `Retry-After` header and the body.
 async fn post_batch(base: &str, body: &[u8]) -> (u16, Option<String>, Value) {
-    let response = client()
+    let response = http_client()
         .post(format!("{base}/webhooks/sendpulse"))
         .header("content-type", "application/json")
         .body(body.to_vec())
@@ -830,7 +825,7 @@ async fn a_full_disk_answers_503_reports_degraded_and_recovers_by_itself_when_sp
     // Refused again while full, and the health check says why.
     let (status, _, _) = post_batch(&base, &refused).await;
     assert_eq!(status, 503);
-    let health = client()
+    let health = http_client()
         .get(format!("{base}/healthz"))
         .send()
         .await
@@ -848,7 +843,7 @@ async fn a_full_disk_answers_503_reports_degraded_and_recovers_by_itself_when_sp
     std::fs::remove_file(data.join("filler")).expect("free the space");
     let healthz = format!("{base}/healthz");
     eventually("/healthz to say ok again", || async {
-        let response = client().get(&healthz).send().await.ok()?;
+        let response = http_client().get(&healthz).send().await.ok()?;
         (response.status() == 200).then_some(())
     })
     .await;
@@ -863,7 +858,7 @@ async fn a_full_disk_answers_503_reports_degraded_and_recovers_by_itself_when_sp
     let server = start_server_with(dir.path(), &[]);
     let base = format!("http://{}", server.address);
     assert_eq!(
-        stored_events(&client(), &base).await,
+        stored_events(&http_client(), &base).await,
         (acknowledged * EVENTS_PER_BATCH) as u64
     );
     for batch in [0, acknowledged - 1] {

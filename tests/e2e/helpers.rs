@@ -380,6 +380,14 @@ impl TestApp {
 // ---------------------------------------------------------------------------------------
 // The real binary in a child process (for kill -9, signals and its memory).
 
+/// An HTTP client for a server in a child process. Installs rustls' crypto provider
+/// first: reqwest needs one and does not choose it, and no service in this process may
+/// have installed it yet.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// A `mailwarden serve` process, killed when dropped.
 pub struct Server {
     /// The process.

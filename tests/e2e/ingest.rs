@@ -13,7 +13,7 @@ use mailwarden::config::{Secret, SourceConfig};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, all_fixtures, read_fixture, spawn_app, spawn_app_with, start_server,
+    TestApp, all_fixtures, http_client, read_fixture, spawn_app, spawn_app_with, start_server,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -1521,10 +1521,7 @@ async fn metrics_count_events_and_requests() {
 #[tokio::test]
 async fn acknowledged_events_survive_kill_9() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    // reqwest uses rustls without choosing a crypto provider (the service installs one
-    // when it starts in-process; here it runs in another process).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
+    let client = http_client();
     let mut acknowledged = Vec::new();
     // The server runs in another process: it finds the tests' SNS certificate where it
     // keeps the certificates it fetched, in the store.
