@@ -45,15 +45,6 @@ struct Service {
     limits: serve::Limits,
 }
 
-/// How one run of a [`Service`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
-    /// Told to stop.
-    Stopped,
-    /// The store could not write and now can again: open it anew and go on.
-    Reopen,
-}
-
 /// How often a store that cannot write is checked for room again.
 const FAULT_POLL: Duration = Duration::from_secs(1);
 /// How long requests in flight get when the store is reopened (they are being refused
@@ -220,30 +211,31 @@ impl Service {
         let router = api::router(state);
         tracing::info!(address = %listener.local_addr()?, "mailwarden listening");
         // The worker stops taking actions when the listener closes, and both share the
-        // grace period.
-        let (begun, mut begin) = tokio::sync::watch::channel(None::<(Duration, Ended)>);
+        // grace period. A reopen keeps the listener (see `run_until_stopped`).
+        let (begun, mut begin) = tokio::sync::watch::channel(None::<serve::Stop>);
         let recovered = writable_again(store.clone());
         let shutdown = async move {
-            let ending = tokio::select! {
-                _ = stopped.wait_for(|stop| *stop) => (limits.shutdown_grace, Ended::Stopped),
-                () = recovered => (REOPEN_GRACE, Ended::Reopen),
+            let stop = tokio::select! {
+                _ = stopped.wait_for(|stop| *stop) => serve::Stop {
+                    grace: limits.shutdown_grace,
+                    keep_listener: false,
+                },
+                () = recovered => serve::Stop {
+                    grace: REOPEN_GRACE,
+                    keep_listener: true,
+                },
             };
-            let _ = begun.send(Some(ending));
-            serve::Stop {
-                grace: ending.0,
-                keep_listener: ending.1 == Ended::Reopen,
-            }
+            let _ = begun.send(Some(stop));
+            stop
         };
         let stop_worker = async move {
-            let ending = match begin.wait_for(Option::is_some).await {
-                Ok(ending) => *ending,
+            let grace = match begin.wait_for(Option::is_some).await {
+                Ok(stop) => stop.map(|stop| stop.grace),
                 Err(_) => None,
             };
-            let (grace, ended) = ending.unwrap_or((limits.shutdown_grace, Ended::Stopped));
-            worker.stop(grace).await;
-            ended
+            worker.stop(grace.unwrap_or(limits.shutdown_grace)).await;
         };
-        let (listener, ended) = tokio::join!(
+        let (listener, ()) = tokio::join!(
             serve::serve(listener, router, limits, shutdown),
             stop_worker
         );
@@ -258,9 +250,10 @@ impl Service {
             store.flush().await.context("final flush failed")?;
         }
         drop(store);
-        match ended {
-            Ended::Stopped => tracing::info!("mailwarden stopped"),
-            Ended::Reopen => tracing::warn!("storage writable again: reopening the store"),
+        if listener.is_some() {
+            tracing::warn!("storage writable again: reopening the store");
+        } else {
+            tracing::info!("mailwarden stopped");
         }
         Ok(listener)
     }
