@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use common::{cpu_model, listening_address, repo, say, seconds};
+use common::{cpu_model, listening_address, repo, say, seconds, terminate};
 use serde_json::{Value, json};
 
 /// The p99 every round of single-event load should stay under (issue 12, point 8).
@@ -706,11 +706,7 @@ impl Server {
 
     fn stop(&mut self) {
         self.sample_rss();
-        // SIGTERM for a clean stop.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 

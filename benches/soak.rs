@@ -30,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cpu_model, listening_address, repo, say, seconds};
+use common::{cpu_model, listening_address, repo, say, seconds, terminate};
 use serde_json::json;
 
 use audit::Counts;
@@ -616,10 +616,7 @@ impl Server {
 
     /// Stops the server with SIGTERM (a clean stop).
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
