@@ -39,6 +39,18 @@ fn post_head(length: usize) -> String {
     )
 }
 
+/// Connects to `address` and sends a `POST /webhooks/opptima` announcing `length` bytes
+/// of body, of which it sends only `sent`.
+async fn start_post(address: std::net::SocketAddr, length: usize, sent: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream
+        .write_all(post_head(length).as_bytes())
+        .await
+        .expect("head");
+    stream.write_all(sent).await.expect("part of the body");
+    stream
+}
+
 /// A whole `POST /webhooks/opptima` with `body`.
 fn whole_post(body: &[u8]) -> Vec<u8> {
     let mut request = post_head(body.len()).into_bytes();
@@ -232,15 +244,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 async fn a_body_slower_than_the_timeout_gets_408_and_nothing_is_stored() {
     let app = spawn_app_with(|config| config.server.body_timeout_secs = 1).await;
     let body = opptima_event(11);
-    let mut stream = TcpStream::connect(app.address).await.expect("connect");
-    stream
-        .write_all(post_head(body.len()).as_bytes())
-        .await
-        .expect("head");
-    stream
-        .write_all(&body[..body.len() / 2])
-        .await
-        .expect("half the body");
+    let mut stream = start_post(app.address, body.len(), &body[..body.len() / 2]).await;
     let (after, answer) = read_until_closed(&mut stream, Duration::from_secs(5))
         .await
         .expect("answered and closed");
@@ -375,15 +379,7 @@ async fn bodies_beyond_the_bytes_in_flight_are_refused_at_once_and_accepted_late
     for n in 0..4 {
         let mut body = opptima_event(100 + n);
         body.resize(BODY, b' ');
-        let mut stream = TcpStream::connect(app.address).await.expect("connect");
-        stream
-            .write_all(post_head(BODY).as_bytes())
-            .await
-            .expect("head");
-        stream
-            .write_all(&body[..BODY - 100])
-            .await
-            .expect("most of it");
+        let stream = start_post(app.address, BODY, &body[..BODY - 100]).await;
         held.push((stream, body));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -610,15 +606,7 @@ async fn sigterm_finishes_requests_in_flight_refuses_new_ones_and_exits_cleanly(
         "soft limit not raised: {limits}"
     );
     let body = opptima_event(300);
-    let mut in_flight = TcpStream::connect(server.address).await.expect("connect");
-    in_flight
-        .write_all(post_head(body.len()).as_bytes())
-        .await
-        .expect("head");
-    in_flight
-        .write_all(&body[..body.len() / 2])
-        .await
-        .expect("half the body");
+    let mut in_flight = start_post(server.address, body.len(), &body[..body.len() / 2]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     terminate(&server);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -656,12 +644,7 @@ async fn sigterm_cuts_off_what_outlasts_the_grace_period() {
         dir.path(),
         "[server]\nshutdown_grace_secs = 1\nbody_timeout_secs = 60\n",
     );
-    let mut stuck = TcpStream::connect(server.address).await.expect("connect");
-    stuck
-        .write_all(post_head(1_000).as_bytes())
-        .await
-        .expect("head");
-    stuck.write_all(b"{").await.expect("a byte");
+    let mut stuck = start_post(server.address, 1_000, b"{").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     terminate(&server);
     let (status, after) = exited_within(&mut server, Duration::from_secs(6)).await;
