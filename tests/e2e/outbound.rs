@@ -262,6 +262,31 @@ async fn a_dead_host_opens_its_breaker_gets_one_probe_per_interval_and_recovers(
     assert!(skipped.is_some_and(|n| n >= 2.0), "{text}");
 }
 
+/// Rules that queue 300 calls to `receiver` for each bounce: more than one poll of the
+/// outbox reads.
+fn backlog_of_300_calls(config: &mut Config, receiver: &RawReceiver) {
+    config
+        .rules
+        .vars
+        .insert("backlog".into(), json!(receiver.url("")));
+    for n in 0..3 {
+        write_rule(
+            &config.rules_dir,
+            &format!("backlog{n}"),
+            &format!(
+                "// on: bounce\nfor i in 0..100 {{ http_post(config.backlog + \"/{n}/\" + i, #{{i: i}}); }}\n"
+            ),
+        );
+    }
+}
+
+/// Posts a complaint (SendPulse `spam_by_user`) from reader@example.com.
+async fn post_complaint(app: &TestApp) {
+    let complaint = json!([{"event": "spam_by_user", "timestamp": 1_700_000_000,
+        "recipient": "reader@example.com", "subject": "News"}]);
+    post_one(app, "sendpulse", complaint.to_string()).await;
+}
+
 #[tokio::test]
 async fn alerts_and_other_hosts_keep_flowing_while_a_receiver_is_dead() {
     let dead = RawReceiver::start(Behaviour::Hang).await;
@@ -274,22 +299,12 @@ async fn alerts_and_other_hosts_keep_flowing_while_a_receiver_is_dead() {
         use_smtp(config, smtp.port);
         config.outbound.breaker_open_secs = 60;
         config.outbound.allow = vec!["127.0.0.1/32".into()];
-        config.rules.vars.insert("dead".into(), json!(dead.url("")));
         config
             .rules
             .vars
             .insert("healthy".into(), json!(healthy.url("/hook")));
-        // A backlog of 300 calls to the dead host: more than one poll of the outbox
-        // reads, so without the breaker they would hold back everything queued later.
-        for n in 0..3 {
-            write_rule(
-                &config.rules_dir,
-                &format!("dead{n}"),
-                &format!(
-                    "// on: bounce\nfor i in 0..100 {{ http_post(config.dead + \"/{n}/\" + i, #{{i: i}}); }}\n"
-                ),
-            );
-        }
+        // Without the breaker these would hold back everything queued later.
+        backlog_of_300_calls(config, &dead);
         write_rule(
             &config.rules_dir,
             "notify",
@@ -307,9 +322,7 @@ async fn alerts_and_other_hosts_keep_flowing_while_a_receiver_is_dead() {
     assert!(open["consecutive_failures"].as_u64() >= Some(5), "{open}");
 
     let started = tokio::time::Instant::now();
-    let complaint = json!([{"event": "spam_by_user", "timestamp": 1_700_000_000,
-        "recipient": "reader@example.com", "subject": "News"}]);
-    post_one(&app, "sendpulse", complaint.to_string()).await;
+    post_complaint(&app).await;
     let mails = smtp.wait_for(1).await;
     let requests = healthy.wait_for(1).await;
     let took = started.elapsed();
@@ -368,16 +381,7 @@ async fn an_alert_is_not_held_behind_calls_waiting_for_a_slow_host() {
         use_smtp(config, smtp.port);
         config.outbound.timeout_secs = 30;
         config.outbound.allow = vec!["127.0.0.1/32".into()];
-        config.rules.vars.insert("slow".into(), json!(slow.url("")));
-        for n in 0..3 {
-            write_rule(
-                &config.rules_dir,
-                &format!("slow{n}"),
-                &format!(
-                    "// on: bounce\nfor i in 0..100 {{ http_post(config.slow + \"/{n}/\" + i, #{{i: i}}); }}\n"
-                ),
-            );
-        }
+        backlog_of_300_calls(config, &slow);
         write_rule(
             &config.rules_dir,
             "notify",
@@ -393,9 +397,7 @@ async fn an_alert_is_not_held_behind_calls_waiting_for_a_slow_host() {
     .await;
     slow.wait_for(4).await;
     let started = tokio::time::Instant::now();
-    let complaint = json!([{"event": "spam_by_user", "timestamp": 1_700_000_000,
-        "recipient": "reader@example.com", "subject": "News"}]);
-    post_one(&app, "sendpulse", complaint.to_string()).await;
+    post_complaint(&app).await;
     let mails = smtp.wait_for(1).await;
     let took = started.elapsed();
     assert!(
