@@ -170,6 +170,7 @@ impl Service {
         let body_budget = Arc::new(BodyBudget::new(config.in_flight_bytes()));
         metrics::gauge!(telemetry::names::COMMIT_QUEUE_LIMIT)
             .set(config.ingest.max_queued_requests as f64);
+        let sessions = Arc::new(crate::ui::Sessions::new(&config.ui));
         let state = AppState {
             ingestor,
             store,
@@ -180,6 +181,7 @@ impl Service {
             certificates,
             breakers: executor.breakers(),
             body_budget,
+            sessions,
         };
         Ok(Service {
             state,

@@ -52,6 +52,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     /// Suppression list settings.
     pub suppressions: SuppressionsConfig,
+    /// The web console under `/ui`.
+    pub ui: UiConfig,
     /// `MAILWARDEN_SOURCE_*` variables of the environment, applied to each source as it
     /// is built (also to the default sources, which the configuration does not list).
     #[serde(skip)]
@@ -203,6 +205,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             outbound: OutboundConfig::default(),
             suppressions: SuppressionsConfig::default(),
+            ui: UiConfig::default(),
             source_env: BTreeMap::new(),
         }
     }
@@ -264,6 +267,26 @@ impl Default for ServerConfig {
             idle_timeout_secs: 60,
             max_connections: 4096,
             shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// The web console under `/ui`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Hours a console login lasts (sessions live in memory: a restart logs everyone out).
+    pub session_hours: u64,
+    /// Failed logins allowed per client address per minute before further tries are
+    /// refused with 429 until the minute is over.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            session_hours: 12,
+            login_attempts_per_minute: 5,
         }
     }
 }
@@ -561,6 +584,12 @@ impl Config {
             if !(1..=3_600).contains(&secs) {
                 bail!("server.{name} must be between 1 and 3600 seconds");
             }
+        }
+        if self.ui.session_hours == 0 {
+            bail!("ui.session_hours must be at least 1");
+        }
+        if self.ui.login_attempts_per_minute == 0 {
+            bail!("ui.login_attempts_per_minute must be at least 1");
         }
         if self.server.max_connections == 0 {
             bail!("server.max_connections must be at least 1");
@@ -876,6 +905,10 @@ mod fuzz_tests {
             &[("min_volume", Uint), ("crm_url", Text), ("x", Any)],
         ),
         ("alerts", &[("to", Texts)]),
+        (
+            "ui",
+            &[("session_hours", Uint), ("login_attempts_per_minute", Uint)],
+        ),
         (
             "alerts.smtp",
             &[

@@ -14,6 +14,7 @@
 //! - [`rules`]: the Rhai rules engine, its runner and rule test cases.
 //! - [`actions`]: the outbox worker: suppressions, alert e-mail, outbound HTTP calls.
 //! - [`api`]: axum routes, errors, admin authentication.
+//! - [`ui`]: the web console under `/ui`, server-rendered over the same store.
 //! - [`telemetry`]: tracing and Prometheus metrics.
 
 pub mod actions;
@@ -25,6 +26,7 @@ pub mod ingest;
 pub mod rules;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 
 pub use app::Application;
 pub use config::Config;

@@ -67,6 +67,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The human message (for 5xx, the cause: log it, do not show it).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<StoreError> for ApiError {

@@ -2,6 +2,7 @@
 //!
 //! - `POST /webhooks/{source}`: provider webhooks ([`webhooks`]), verified per source.
 //! - `/api/...`: the admin API ([`events`]), behind the admin token when one is set.
+//! - `/ui/...`: the web console ([`crate::ui`]), behind a login when an admin token is set.
 //! - `/healthz`, `/metrics`: operations ([`health`]), unauthenticated.
 //!
 //! Every error is JSON ([`error::ApiError`]), including unknown routes and bad query
@@ -62,6 +63,8 @@ pub struct AppState {
     pub breakers: Breakers,
     /// The bound on webhook body bytes in flight.
     pub body_budget: Arc<webhooks::BodyBudget>,
+    /// Console logins.
+    pub sessions: Arc<crate::ui::Sessions>,
 }
 
 /// Builds the router with every route and middleware.
@@ -96,6 +99,7 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::receive).head(webhooks::probe),
         )
         .nest("/api", admin)
+        .nest(crate::ui::PREFIX, crate::ui::router(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)

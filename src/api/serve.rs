@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::header::{CONNECTION, HeaderValue};
 use axum::http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -174,7 +175,7 @@ pub async fn serve(
                 break;
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors or a connection reset before it was taken: keep
                     // serving the ones that are open.
@@ -184,11 +185,12 @@ pub async fn serve(
                 }
             },
         };
+        let (stream, peer) = stream;
         let router = router.clone();
         let stopped = stopped.clone();
         connections.spawn(async move {
             metrics::gauge!(names::CONNECTIONS).increment(1.0);
-            serve_connection(stream, router, limits, stopped).await;
+            serve_connection(stream, peer, router, limits, stopped).await;
             metrics::gauge!(names::CONNECTIONS).decrement(1.0);
             drop(permit);
         });
@@ -219,6 +221,7 @@ pub async fn serve(
 /// Serves one connection until it ends, a deadline passes, or shutdown closes it.
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     router: Router,
     limits: Limits,
     mut stopped: watch::Receiver<bool>,
@@ -238,13 +241,15 @@ async fn serve_connection(
             // `/api/` needs the admin token (or a loopback listener): imports may take
             // their time there.
             let timed = !request.uri().path().starts_with("/api/");
-            let request = request.map(|body| {
+            let mut request = request.map(|body| {
                 if timed {
                     Body::new(DeadlineBody::new(body, limits.body))
                 } else {
                     Body::new(body)
                 }
             });
+            // As `axum::serve` does: handlers may take `ConnectInfo<SocketAddr>`.
+            request.extensions_mut().insert(ConnectInfo(peer));
             let mut router = router.clone();
             async move {
                 let Ok(response) = router.call(request).await;

@@ -4,6 +4,7 @@
 mod actions;
 mod adapters;
 mod backup;
+mod browser;
 mod custom_providers;
 mod fuzz;
 mod hardening;
@@ -15,4 +16,5 @@ mod signing;
 mod sinks;
 mod storage;
 mod suppressions;
+mod ui;
 mod verification;
