@@ -8,12 +8,15 @@
 //!
 //! drives both with the same keep-alive load generator, prints a table and the targets of
 //! issue 12 (information only: nothing asserts), and writes `target/bench/results.json`.
-//! The store scenario lives in `load/store.rs`, the Node-RED peer in `load/peer.rs`. See
+//! The store scenario lives in `load/store.rs`, the console pages in `load/console.rs`,
+//! the Node-RED peer in `load/peer.rs`. See
 //! BENCHMARKS.md for what each scenario means.
 
 // The crate root is benches/load.rs, so its modules are found by path.
 #[path = "common.rs"]
 mod common;
+#[path = "load/console.rs"]
+mod console;
 #[path = "load/peer.rs"]
 mod peer;
 #[path = "load/store.rs"]
@@ -43,6 +46,12 @@ struct Settings {
     store_only: bool,
     /// Add the Node-RED peer scenario.
     peer: bool,
+    /// Run only the console scenario (page render times over a large store).
+    console: bool,
+    /// Events stored before the console pages are timed.
+    console_events: usize,
+    /// Suppressions stored before the console pages are timed.
+    console_suppressions: usize,
     /// Length of each timed load phase.
     #[serde(serialize_with = "seconds")]
     phase: Duration,
@@ -64,18 +73,20 @@ struct Settings {
     peer_rounds: usize,
 }
 
-const USAGE: &str = "flags: --quick, --store (only the store scenario), --peer (add the Node-RED peer), --sustained SECS";
+const USAGE: &str = "flags: --quick, --store (only the store scenario), --peer (add the Node-RED peer), --console (only the console pages), --sustained SECS";
 
 impl Settings {
     /// Reads the flags; `--bench`, which cargo passes to every benchmark, is ignored.
     fn from_args(args: &[String]) -> Result<Settings, String> {
         let (mut quick, mut store_only, mut peer, mut sustained) = (false, false, false, None);
+        let mut console = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => quick = true,
                 "--store" => store_only = true,
                 "--peer" => peer = true,
+                "--console" => console = true,
                 "--sustained" => {
                     let value = args.next().ok_or("--sustained needs a number of seconds")?;
                     let secs = value
@@ -94,6 +105,9 @@ impl Settings {
             quick,
             store_only,
             peer,
+            console,
+            console_events: if quick { 100_000 } else { 1_000_000 },
+            console_suppressions: if quick { 10_000 } else { 100_000 },
             phase,
             store_events: if quick { 100_000 } else { 1_000_000 },
             sample_every: if quick { 20_000 } else { 100_000 },
@@ -110,6 +124,12 @@ impl Settings {
     }
 
     fn describe(&self) -> String {
+        if self.console {
+            return format!(
+                "scenario: console pages over {} events and {} suppressions, shipped rules",
+                self.console_events, self.console_suppressions
+            );
+        }
         let mut scenarios = vec![if self.store_only {
             "ratios to the ceiling, store"
         } else {
@@ -309,9 +329,14 @@ async fn run(settings: Settings) {
         settings.describe()
     ));
     let mut report = Report::default();
-    let ceiling = start_ceiling().await;
     let work = tempfile::tempdir().expect("temp dir");
     let rules_dir = repo().join("rules");
+    if settings.console {
+        console::run(&client, &settings, work.path(), &rules_dir, &mut report).await;
+        finish(&settings, report, cores, &cpu);
+        return;
+    }
+    let ceiling = start_ceiling().await;
 
     let max_single = ingest_against_ceiling(
         &client,
@@ -338,8 +363,13 @@ async fn run(settings: Settings) {
         peer::run(&client, &settings, work.path(), &rules_dir, &mut report).await;
     }
 
+    finish(&settings, report, cores, &cpu);
+}
+
+/// Prints the table and the targets, and writes `target/bench/results.json`.
+fn finish(settings: &Settings, report: Report, cores: usize, cpu: &str) {
     print_table(&report.phases);
-    say("targets (issue 12; information only):");
+    say("targets (information only):");
     for t in &report.targets {
         say(&format!(
             "  {} {}: {} (target {})",
@@ -360,12 +390,17 @@ async fn run(settings: Settings) {
     });
     let dir = repo().join("target").join("bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
+    let name = if settings.console {
+        "results-console.json"
+    } else {
+        "results.json"
+    };
     std::fs::write(
-        dir.join("results.json"),
+        dir.join(name),
         serde_json::to_vec_pretty(&output).expect("json"),
     )
     .expect("write results");
-    say(&format!("written {}", dir.join("results.json").display()));
+    say(&format!("written {}", dir.join(name).display()));
 }
 
 /// Single events and batches of 500 on the ceiling and on a fresh mailwarden (and the

@@ -405,7 +405,7 @@ fn fill_body() -> BodyFn {
 
 /// Posts requests `range` of `body` to SendPulse's webhook over 8 connections; returns
 /// the events accepted.
-async fn fill_store(
+pub(super) async fn fill_store(
     client: &reqwest::Client,
     address: SocketAddr,
     body: &BodyFn,
@@ -483,7 +483,11 @@ async fn query_latency(
     .await
 }
 
-async fn load_suppressions(client: &reqwest::Client, address: SocketAddr, count: usize) -> usize {
+pub(super) async fn load_suppressions(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    count: usize,
+) -> usize {
     let mut loaded = 0;
     for chunk_start in (0..count).step_by(200_000) {
         let end = (chunk_start + 200_000).min(count);
