@@ -180,7 +180,8 @@ fn state_label(status: &RuleStatus) -> Markup {
 
 fn kinds(status: &RuleStatus) -> Markup {
     html! {
-        @if status.kinds.is_empty() { span .muted { "every kind" } }
+        @if status.loaded_at.is_none() { span .muted { "not known (never compiled)" } }
+        @else if status.kinds.is_empty() { span .muted { "every kind" } }
         @else { @for kind in &status.kinds { (layout::kind_label(*kind)) " " } }
     }
 }
@@ -488,12 +489,12 @@ fn draft_section(form: &DraftForm, result: Option<Markup>) -> Markup {
                     div .field {
                         label for="draft-since" { "Since (UTC)" }
                         input #draft-since name="since" value=(form.since) size="20"
-                            placeholder="2026-01-02T00:00:00Z";
+                            placeholder="e.g. 2026-01-02";
                     }
                     div .field {
                         label for="draft-until" { "Until (UTC, default now)" }
                         input #draft-until name="until" value=(form.until) size="20"
-                            placeholder="2026-01-09T00:00:00Z";
+                            placeholder="e.g. 2026-01-09T12:00:00Z";
                     }
                     div .draft-go {
                         button type="submit" { "Try it" }
@@ -501,7 +502,8 @@ fn draft_section(form: &DraftForm, result: Option<Markup>) -> Markup {
                     }
                 }
             }
-            div #draft-result aria-live="polite" {
+            // Announced through the page's live region (`data-announce` in the result).
+            div #draft-result {
                 @if let Some(result) = result { (result) }
             }
         }
@@ -610,7 +612,7 @@ fn report_view(name: &str, report: &DraftReport) -> Markup {
             h3 { "Dry run of " (name) }
             ul .cards {
                 li .card { div .name { "Events scanned" } div .value #draft-scanned { (number(report.scanned)) } }
-                li .card { div .name { "Of its kinds" } div .value { (number(report.evaluated)) } }
+                li .card { div .name { "Of the kinds it runs on" } div .value { (number(report.evaluated)) } }
                 li .card { div .name { "Matched" } div .value #draft-matched { (number(report.matched)) } }
                 li .card { div .name { "Errors" } div .value #draft-errors { (number(report.errors)) } }
             }
@@ -625,7 +627,10 @@ fn report_view(name: &str, report: &DraftReport) -> Markup {
                 },
                 None => p .muted {
                     "Every event of the range was scanned, newest first, in "
-                    (report.elapsed.as_millis()) " ms."
+                    @match report.elapsed.as_millis() {
+                        0 => "under 1 ms.",
+                        ms => { (number(ms)) " ms." },
+                    }
                 },
             }
             @if all_failed {

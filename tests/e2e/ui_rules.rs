@@ -339,11 +339,58 @@ async fn hostile_text_in_a_draft_is_escaped_and_bad_forms_are_400() {
 
 #[tokio::test]
 async fn a_browser_tries_a_draft_and_sees_its_counts() {
-    let app = spawn_app_with(|config| config.admin_token = Some(Secret::new(TOKEN))).await;
+    let app = spawn_app_with(|config| {
+        config.admin_token = Some(Secret::new(TOKEN));
+        config.rules.reload_interval_secs = 1;
+        write_rule(
+            &config.rules_dir,
+            "tag_bounces",
+            "// on: bounce\ntag(\"b\");\n",
+        );
+    })
+    .await;
     let (stored, _) = post_mixed_fixtures(&app).await;
+    // A file that does not compile, for the page to show next to the rule in force.
+    write_rule(&app.rules_dir(), "broken", "// on: bounce\nlet x = ;\n");
+    eventually("the compile error to be known", || async {
+        let rules: serde_json::Value = app
+            .client
+            .get(app.url("/api/rules"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let mut rules = rules["rules"].as_array()?.iter();
+        rules
+            .any(|rule| rule["compile_error"].is_string())
+            .then_some(())
+    })
+    .await;
     let base = app.url("");
     with_browser("ui_rules_draft", move |client| async move {
         log_in(&client, &base, "/ui/rules", TOKEN).await;
+        wait_for_text(&client, "Try a draft").await;
+        let text = wait_for_text(&client, "Files that do not compile").await;
+        assert!(text.contains("line 2, column"), "{text}");
+        let list = client.screenshot().await.expect("a screenshot");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("ui_rules_list.png"), list);
+        // The broken rule's source, with its line marked; then back to the list.
+        client
+            .find(Locator::Css(".rule-failures h3 a"))
+            .await
+            .expect("the broken rule's link")
+            .click()
+            .await
+            .expect("the link opens");
+        wait_for_text(&client, "the compile error").await;
+        let source = client.screenshot().await.expect("a screenshot");
+        let _ = std::fs::write(dir.join("ui_rules_source.png"), source);
+        client.back().await.expect("back to the list");
         wait_for_text(&client, "Try a draft").await;
         let source = wait_for(&client, Locator::Css("textarea#draft-source")).await;
         source.clear().await.expect("the textarea clears");
@@ -386,8 +433,6 @@ async fn a_browser_tries_a_draft_and_sees_its_counts() {
         let show_result = "document.getElementById('draft-result').scrollIntoView()";
         client.execute(show_result, vec![]).await.expect("scrolled");
         let wide = client.screenshot().await.expect("a screenshot");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-        let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(dir.join("ui_rules_draft_wide.png"), wide);
         client.set_window_size(390, 844).await.expect("resized");
         client.execute(show_result, vec![]).await.expect("scrolled");
