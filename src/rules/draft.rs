@@ -236,6 +236,77 @@ mod tests {
         assert!(slot.try_take().is_some(), "free again after the first run");
     }
 
+    /// Stores `n` SendPulse hard bounces in a scratch store through the real ingest path.
+    async fn store_with_bounces(dir: &Path, n: usize) -> Store {
+        let options = crate::store::StoreOptions {
+            cache_capacity: 8 * 1024 * 1024,
+            ..crate::store::StoreOptions::default()
+        };
+        let store = Store::open(dir, &options).expect("a scratch store");
+        let config = crate::config::Config {
+            providers_dir: dir.join("no-providers"),
+            ..crate::config::Config::default()
+        };
+        let ingestor =
+            crate::ingest::Ingestor::from_config(store.clone(), &config).expect("an ingestor");
+        let source = ingestor.source("sendpulse").expect("the sendpulse source");
+        let events: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "event": "hard_bounces",
+                    "email": format!("user{i}@example.com"),
+                    "timestamp": 1_700_000_000 + i,
+                })
+            })
+            .collect();
+        let body = serde_json::to_vec(&events).expect("JSON");
+        ingestor
+            .ingest(source, body.into())
+            .await
+            .expect("the body is stored");
+        store
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_stops_at_its_bounds_and_says_how_far_it_got() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = store_with_bounces(dir.path(), 5).await;
+        let rules = Rules::new(Limits::default(), &serde_json::Map::new());
+        let rule = compile(
+            &rules,
+            "hard",
+            "// on: bounce\nsuppress(event.recipient, \"x\");",
+        )
+        .expect("compiles");
+        let (since, until) = (Timestamp::UNIX_EPOCH, Timestamp::MAX);
+        let all = dry_run(&rules, &rule, &store, since, until, Bounds::default()).unwrap();
+        assert_eq!((all.scanned, all.matched, all.stopped), (5, 5, None));
+        assert_eq!(all.actions.get("suppress"), Some(&5));
+        assert_eq!(
+            all.samples[0].recipient, "user4@example.com",
+            "newest first"
+        );
+
+        let bounds = Bounds {
+            max_events: 3,
+            ..Bounds::default()
+        };
+        let some = dry_run(&rules, &rule, &store, since, until, bounds).unwrap();
+        assert_eq!((some.scanned, some.stopped), (3, Some(Stopped::EventLimit)));
+        assert!(some.reached.is_some());
+
+        let bounds = Bounds {
+            budget: Duration::ZERO,
+            ..Bounds::default()
+        };
+        let none = dry_run(&rules, &rule, &store, since, until, bounds).unwrap();
+        assert_eq!((none.scanned, none.stopped), (0, Some(Stopped::TimeBudget)));
+
+        // Nothing was recorded or queued: the runner still finds every event pending.
+        assert_eq!(store.pending_blocks(10).unwrap().len(), 1);
+        assert!(store.suppression("user0@example.com").unwrap().is_none());
+    }
+
     #[test]
     fn a_draft_that_does_not_compile_says_where() {
         let rules = Rules::new(Limits::default(), &serde_json::Map::new());
