@@ -7,12 +7,14 @@
 //!
 //! - [`engine`]: the sandboxed engine and the functions rules call.
 //! - [`action`]: what a rule can ask for; recorded, never executed inside a script.
+//! - [`draft`]: dry runs of a rule that is not saved yet, over stored events.
 //! - [`runner`]: the background evaluator over the store's pending queue, hot reload and
 //!   per-rule counters.
 //! - [`testing`]: rule test cases for `mailwarden test`.
 //! - [`windows`]: the history windows rules use, for `mailwarden check`.
 
 pub mod action;
+pub mod draft;
 pub mod engine;
 pub mod replay;
 pub mod runner;
@@ -263,14 +265,7 @@ impl Rules {
         only: Option<&str>,
     ) -> Evaluation {
         let view = event_view(event);
-        let history = match (store, event.id) {
-            (Some(store), Some(id)) => Some(History {
-                store: store.clone(),
-                event_id: id,
-                at: event.occurred_at.unwrap_or(event.received_at),
-            }),
-            _ => None,
-        };
+        let history = history_of(event, store);
         let mut evaluation = Evaluation {
             evaluated_at: Timestamp::now(),
             ran: 0,
@@ -285,7 +280,7 @@ impl Rules {
                 continue;
             }
             evaluation.ran += 1;
-            let outcome = self.run_rule(rule, &mut scope, history.clone(), event.received_at);
+            let outcome = self.run_rule(rule, &mut scope, history.clone(), event.received_at, true);
             scope.rewind(base);
             if outcome.matched || outcome.error.is_some() {
                 evaluation.rules.push(outcome);
@@ -294,12 +289,39 @@ impl Rules {
         evaluation
     }
 
+    /// Runs `rule` alone on `event` as [`Rules::evaluate`] would, without counting the run
+    /// in the metrics: a dry run leaves no trace. Returns `None` when the rule does not run
+    /// on the event's kind.
+    pub fn try_rule(
+        &self,
+        rule: &Rule,
+        event: &Event,
+        store: Option<&Store>,
+    ) -> Option<RuleOutcome> {
+        if rule
+            .kinds
+            .as_ref()
+            .is_some_and(|kinds| !kinds.contains(&event.kind))
+        {
+            return None;
+        }
+        let mut scope = self.scope(event_view(event));
+        Some(self.run_rule(
+            rule,
+            &mut scope,
+            history_of(event, store),
+            event.received_at,
+            false,
+        ))
+    }
+
     fn run_rule(
         &self,
         rule: &Rule,
         scope: &mut Scope<'static>,
         history: Option<History>,
         now: Timestamp,
+        counted: bool,
     ) -> RuleOutcome {
         let state = CallState {
             rule: rule.name.clone(),
@@ -311,7 +333,9 @@ impl Rules {
         };
         let (result, state) =
             engine::with_state(state, || self.engine.run_ast_with_scope(scope, &rule.ast));
-        metrics::counter!(names::RULE_RUNS).increment(1);
+        if counted {
+            metrics::counter!(names::RULE_RUNS).increment(1);
+        }
         match result {
             Ok(()) => RuleOutcome {
                 rule: rule.name.clone(),
@@ -321,7 +345,9 @@ impl Rules {
                 error: None,
             },
             Err(error) => {
-                metrics::counter!(names::RULE_ERRORS, "rule" => rule.name.clone()).increment(1);
+                if counted {
+                    metrics::counter!(names::RULE_ERRORS, "rule" => rule.name.clone()).increment(1);
+                }
                 RuleOutcome {
                     rule: rule.name.clone(),
                     matched: false,
@@ -331,6 +357,19 @@ impl Rules {
                 }
             }
         }
+    }
+}
+
+/// What history functions read for `event`: the store as of the event (none without a
+/// store or an id).
+fn history_of(event: &Event, store: Option<&Store>) -> Option<History> {
+    match (store, event.id) {
+        (Some(store), Some(id)) => Some(History {
+            store: store.clone(),
+            event_id: id,
+            at: event.occurred_at.unwrap_or(event.received_at),
+        }),
+        _ => None,
     }
 }
 

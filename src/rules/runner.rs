@@ -57,6 +57,10 @@ pub struct RuleStatus {
     /// Compile error of the file on disk, if its latest version does not compile (the
     /// previous good version keeps running).
     pub compile_error: Option<String>,
+    /// The same compile error with its position, for the console (not in the JSON, which
+    /// has `compile_error`).
+    #[serde(skip)]
+    pub compile_failure: Option<CompileError>,
 }
 
 /// Shared state of the runner: the rule set in force and per-rule counters.
@@ -65,6 +69,10 @@ pub struct RulesState {
     set: RwLock<Arc<RuleSet>>,
     status: Mutex<BTreeMap<String, RuleStatus>>,
     dir: PathBuf,
+    /// When the rule set last changed (loaded at startup or reloaded).
+    reloaded_at: Mutex<Timestamp>,
+    /// Admits one dry run of a draft at a time.
+    drafts: super::draft::DraftSlot,
 }
 
 impl RulesState {
@@ -80,6 +88,8 @@ impl RulesState {
             set: RwLock::new(Arc::new(RuleSet::default())),
             status: Mutex::new(BTreeMap::new()),
             dir: dir.to_owned(),
+            reloaded_at: Mutex::new(Timestamp::now()),
+            drafts: super::draft::DraftSlot::default(),
         };
         state.install(compiled.into_iter().map(Arc::new).collect());
         Ok(state)
@@ -95,6 +105,7 @@ impl RulesState {
                 // kept because its file is broken keeps showing why.
                 if entry.loaded_at != Some(rule.loaded_at) {
                     entry.compile_error = None;
+                    entry.compile_failure = None;
                 }
                 entry.name = rule.name.clone();
                 entry.file = rule.path.clone();
@@ -103,6 +114,23 @@ impl RulesState {
             }
         }
         *self.set.write().expect("rule set lock") = Arc::new(RuleSet::new(rules));
+        *self.reloaded_at.lock().expect("reload time lock") = Timestamp::now();
+    }
+
+    /// When the rule set last changed: loaded at startup, or a file added, changed or
+    /// removed since.
+    pub fn reloaded_at(&self) -> Timestamp {
+        *self.reloaded_at.lock().expect("reload time lock")
+    }
+
+    /// The rules directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The slot a dry run of a draft must hold (one at a time).
+    pub fn drafts(&self) -> &super::draft::DraftSlot {
+        &self.drafts
     }
 
     /// The rule set in force.
@@ -198,6 +226,7 @@ impl RulesState {
             entry.name = name;
             entry.file = error.file.clone();
             entry.compile_error = Some(error.to_string());
+            entry.compile_failure = Some(error);
         }
         *seen = stamps;
         true
