@@ -34,6 +34,38 @@ fn id_of(tree: &'static str, key: &[u8]) -> Result<EventId, StoreError> {
     })
 }
 
+/// Most records one filtered page of actions reads.
+pub const MAX_SCAN: usize = 5_000;
+/// Most records a count (or a "retry all") of matching actions reads.
+pub const MAX_COUNT_SCAN: usize = 20_000;
+/// Dead letters moved back per transaction by [`Store::requeue_dead`].
+pub const REQUEUE_CHUNK: usize = 128;
+
+/// How many actions matched a filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatchCount {
+    /// Matches among the records read.
+    pub count: usize,
+    /// The newest match.
+    pub newest: Option<EventId>,
+    /// Whether every record was read (false: the count is a lower bound).
+    pub complete: bool,
+}
+
+/// What [`Store::requeue_dead`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// Dead letters moved back to pending.
+    pub requeued: usize,
+    /// Whether more dead letters match than were moved.
+    pub more: bool,
+}
+
+/// The cursor that continues a newest-first walk with record `id` itself.
+fn id_after(id: EventId) -> EventId {
+    EventId(id.0.saturating_add(1))
+}
+
 /// Which list of actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxStatus {
@@ -186,6 +218,119 @@ impl Store {
             }
         }
         Ok((page, None))
+    }
+
+    /// Returns up to `limit` actions of `status` older than `before` that `matches`
+    /// accepts, newest first, reading at most [`MAX_SCAN`] records: a filter that matches
+    /// little cannot make a page walk the whole list. The cursor continues after the last
+    /// record read (so a page can hold fewer than `limit` when the budget ran out).
+    pub fn actions_matching(
+        &self,
+        status: OutboxStatus,
+        before: Option<EventId>,
+        limit: usize,
+        matches: impl Fn(&QueuedAction) -> bool,
+    ) -> Result<(Vec<QueuedAction>, Option<EventId>), StoreError> {
+        let (tree, name) = self.outbox_tree(status);
+        let upper = before.unwrap_or(EventId(u64::MAX)).to_be_bytes();
+        let mut page = Vec::new();
+        for (read, item) in tree.range(..upper).rev().enumerate() {
+            let (key, value) = item?;
+            let id = id_of(name, &key)?;
+            if read >= MAX_SCAN {
+                return Ok((page, Some(id_after(id))));
+            }
+            let mut action: QueuedAction = decode(name, &key, &value)?;
+            action.id = Some(id);
+            if matches(&action) {
+                page.push(action);
+                if page.len() >= limit.max(1) {
+                    return Ok((page, Some(id)));
+                }
+            }
+        }
+        Ok((page, None))
+    }
+
+    /// Counts the actions of `status` that `matches` accepts, newest first, reading at
+    /// most [`MAX_COUNT_SCAN`] records; also returns the newest match (the bound of a
+    /// "retry all" that should touch only what was counted).
+    pub fn count_matching(
+        &self,
+        status: OutboxStatus,
+        matches: impl Fn(&QueuedAction) -> bool,
+    ) -> Result<MatchCount, StoreError> {
+        let (tree, name) = self.outbox_tree(status);
+        let mut count = MatchCount::default();
+        for (read, item) in tree.iter().rev().enumerate() {
+            if read >= MAX_COUNT_SCAN {
+                count.complete = false;
+                return Ok(count);
+            }
+            let (key, value) = item?;
+            let action: QueuedAction = decode(name, &key, &value)?;
+            if matches(&action) {
+                count.count += 1;
+                count.newest.get_or_insert(id_of(name, &key)?);
+            }
+        }
+        count.complete = true;
+        Ok(count)
+    }
+
+    /// Moves up to `max` dead letters with ids up to `through` that `matches` accepts
+    /// back to pending, each rewritten by `revive`, in transactions of
+    /// [`REQUEUE_CHUNK`]; reads at most [`MAX_COUNT_SCAN`] records. Says how many moved
+    /// and whether more match (the caller asks again for those).
+    pub fn requeue_dead(
+        &self,
+        through: EventId,
+        max: usize,
+        matches: impl Fn(&QueuedAction) -> bool,
+        revive: impl Fn(&mut QueuedAction),
+    ) -> Result<Requeued, StoreError> {
+        let (pending, dead) = (&self.trees().outbox, &self.trees().outbox_dead);
+        let upper = EventId(through.0.saturating_add(1)).to_be_bytes();
+        let mut chosen: Vec<(sled::IVec, Vec<u8>)> = Vec::new();
+        let mut more = false;
+        for (read, item) in dead.range(..upper).rev().enumerate() {
+            if read >= MAX_COUNT_SCAN {
+                more = true;
+                break;
+            }
+            let (key, value) = item?;
+            let mut action: QueuedAction = decode(keys::OUTBOX_DEAD, &key, &value)?;
+            if !matches(&action) {
+                continue;
+            }
+            if chosen.len() >= max {
+                more = true;
+                break;
+            }
+            action.id = None;
+            revive(&mut action);
+            chosen.push((key, encode(&action)));
+        }
+        let mut requeued = 0;
+        for chunk in chosen.chunks(REQUEUE_CHUNK) {
+            requeued += (dead, pending)
+                .transaction(|(from, to)| {
+                    let mut moved = 0;
+                    for (key, value) in chunk {
+                        // A letter retried meanwhile (one by one) is not moved twice.
+                        if from.remove(key)?.is_some() {
+                            to.insert(key, value.as_slice())?;
+                            moved += 1;
+                        }
+                    }
+                    Ok(moved)
+                })
+                .map_err(|error: TransactionError<()>| match error {
+                    TransactionError::Abort(()) => StoreError::Commit("requeue aborted".into()),
+                    TransactionError::Storage(error) => StoreError::Sled(error),
+                })?;
+        }
+        Ok(Requeued { requeued, more })
     }
 
     /// Appends a record to the alert log; returns its id.
