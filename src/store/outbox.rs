@@ -406,3 +406,117 @@ impl Store {
         Ok(windows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Action;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &super::super::StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    /// Queues `n` calls to `url` and dead-letters them; returns their ids, oldest first.
+    fn dead_calls(store: &Store, url: &str, n: usize) -> Vec<EventId> {
+        let now = Timestamp::now();
+        let action = QueuedAction::new(
+            None,
+            "hook",
+            Action::HttpPost {
+                url: url.into(),
+                body: serde_json::json!({}),
+                headers: Default::default(),
+            },
+            now,
+        );
+        let queued = vec![encode(&action); n];
+        let ids = store.queue_actions(&queued).unwrap();
+        for id in &ids {
+            let mut action = store.action(*id, OutboxStatus::Pending).unwrap().unwrap();
+            action.status = "dead".into();
+            action.attempts = 3;
+            assert!(store.move_action(&action, OutboxStatus::Dead).unwrap());
+        }
+        ids
+    }
+
+    fn is_crm(action: &QueuedAction) -> bool {
+        matches!(&action.action, Action::HttpPost { url, .. } if url.contains("crm"))
+    }
+
+    #[test]
+    fn requeueing_moves_only_matching_dead_letters_up_to_the_bound_and_the_count() {
+        let (_dir, store) = store();
+        let crm = dead_calls(&store, "https://crm.example.com/hook", 5);
+        dead_calls(&store, "https://other.example.com/hook", 2);
+        let count = store.count_matching(OutboxStatus::Dead, is_crm).unwrap();
+        assert_eq!(count.count, 5);
+        assert!(count.complete);
+        assert_eq!(count.newest, crm.last().copied());
+        // Queued after the count: left alone.
+        let later = dead_calls(&store, "https://crm.example.com/late", 1);
+
+        let revive = |action: &mut QueuedAction| {
+            action.status = "pending".into();
+            action.attempts = 0;
+        };
+        let first = store.requeue_dead(crm[4], 3, is_crm, revive).unwrap();
+        assert_eq!(
+            first,
+            Requeued {
+                requeued: 3,
+                more: true
+            }
+        );
+        let second = store.requeue_dead(crm[4], 3, is_crm, revive).unwrap();
+        assert_eq!(
+            second,
+            Requeued {
+                requeued: 2,
+                more: false
+            }
+        );
+        for id in &crm {
+            let action = store.action(*id, OutboxStatus::Pending).unwrap().unwrap();
+            assert_eq!((action.attempts, action.status.as_str()), (0, "pending"));
+        }
+        assert!(
+            store
+                .action(later[0], OutboxStatus::Dead)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store
+                .count_matching(OutboxStatus::Dead, |_| true)
+                .unwrap()
+                .count,
+            3
+        );
+    }
+
+    #[test]
+    fn a_filtered_page_walks_on_from_where_it_stopped() {
+        let (_dir, store) = store();
+        let ids = dead_calls(&store, "https://crm.example.com/hook", 4);
+        let (page, next) = store
+            .actions_matching(OutboxStatus::Dead, None, 3, is_crm)
+            .unwrap();
+        assert_eq!(page.len(), 3);
+        assert_eq!(page[0].id, Some(ids[3]), "newest first");
+        let (rest, next) = store
+            .actions_matching(OutboxStatus::Dead, next, 3, is_crm)
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [Some(ids[0])]
+        );
+        assert_eq!(next, None);
+        let (none, _) = store
+            .actions_matching(OutboxStatus::Dead, None, 3, |_| false)
+            .unwrap();
+        assert!(none.is_empty());
+    }
+}

@@ -508,3 +508,53 @@ async fn a_browser_filters_dead_letters_and_retries_one() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_browser_reads_an_alert_and_opens_a_quarantined_body() {
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(|config| {
+        use_smtp(config, smtp.port);
+        write_rule(
+            &config.rules_dir,
+            "notify",
+            "// on: bounce\nalert(#{subject: \"Hard bounce for \" + event.recipient, body: \"The address is gone.\"});\n",
+        );
+    })
+    .await;
+    let (status, answer) = app.post("sendpulse", bounces(&["jane@example.com"])).await;
+    assert_eq!(status, 200, "{answer}");
+    smtp.wait_for(1).await;
+    let (status, answer) = app
+        .post("sendpulse", "{\"event\": \"hard_bounces\", <script>")
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    let base = app.url("");
+    with_browser("ui_ops_quarantined_body", move |client| async move {
+        client.goto(&format!("{base}/ui/alerts")).await.unwrap();
+        wait_for_text(&client, "Hard bounce for jane@example.com").await;
+        wait_for(&client, Locator::Css("details summary"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        wait_for_text(&client, "The address is gone.").await;
+        snap(&client, "ui_ops_alerts").await;
+
+        client.goto(&format!("{base}/ui/quarantine")).await.unwrap();
+        wait_for_text(&client, "whole body").await;
+        snap(&client, "ui_ops_quarantine").await;
+        wait_for(&client, Locator::Css("table.quarantine a.mono"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        wait_until(&client, "the entry", |url| {
+            url.contains("/ui/quarantine/evt_")
+        })
+        .await;
+        let text = wait_for_text(&client, "The request body").await;
+        assert!(text.contains("<script>"), "shown as text: {text}");
+    })
+    .await;
+}
