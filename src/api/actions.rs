@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::event::EventId;
+use crate::rules::QueuedAction;
 use crate::store::outbox::OutboxStatus;
+use crate::store::{Store, StoreError};
 
 /// Query string of `GET /api/outbox`.
 #[derive(Debug, Default, Deserialize)]
@@ -60,27 +62,60 @@ pub async fn hosts(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "hosts": state.breakers.hosts() }))
 }
 
+/// Returns whether a request header named `name` carries a credential.
+pub(crate) fn is_secret_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "token",
+        "secret",
+        "key",
+        "cookie",
+        "password",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
 /// Hides credentials a rule put in call headers (from `[rules.vars]`): they are needed to
 /// make the call, not to look at the queue.
-fn redact(action: &mut crate::rules::QueuedAction) {
+pub(crate) fn redact(action: &mut QueuedAction) {
     if let crate::rules::Action::HttpPost { headers, .. } = &mut action.action {
         for (name, value) in headers.iter_mut() {
-            let name = name.to_ascii_lowercase();
-            let secret = [
-                "authorization",
-                "token",
-                "secret",
-                "key",
-                "cookie",
-                "password",
-            ]
-            .iter()
-            .any(|word| name.contains(word));
-            if secret {
+            if is_secret_header(name) {
                 *value = "[redacted]".to_owned();
             }
         }
     }
+}
+
+/// Puts a dead letter back in the queue as if new: pending, no attempts yet, due at
+/// `now` (a fresh retry schedule); the last error stays for the record.
+pub(crate) fn revive(action: &mut QueuedAction, now: Timestamp) {
+    action.status = "pending".to_owned();
+    action.attempts = 0;
+    action.next_attempt_at = Some(now);
+}
+
+/// Retries action `id`: a dead one goes back to pending with a fresh retry schedule, a
+/// pending one is made due now. Returns the action as it is now (not redacted), or
+/// `None` when it is in neither list.
+pub(crate) fn retry_action(
+    store: &Store,
+    id: EventId,
+    now: Timestamp,
+) -> Result<Option<QueuedAction>, StoreError> {
+    if let Some(mut action) = store.action(id, OutboxStatus::Dead)? {
+        revive(&mut action, now);
+        store.move_action(&action, OutboxStatus::Pending)?;
+        return Ok(Some(action));
+    }
+    if let Some(mut action) = store.action(id, OutboxStatus::Pending)? {
+        action.next_attempt_at = Some(now);
+        store.update_action(&action)?;
+        return Ok(Some(action));
+    }
+    Ok(None)
 }
 
 /// `POST /api/outbox/{id}/retry`: a dead action goes back to pending with a fresh retry
@@ -92,22 +127,13 @@ pub async fn retry(
     let id: EventId = id
         .parse()
         .map_err(|_| ApiError::bad_request("bad_id", "not an action id"))?;
-    let now = Timestamp::now();
-    if let Some(mut action) = state.store.action(id, OutboxStatus::Dead)? {
-        action.status = "pending".to_owned();
-        action.attempts = 0;
-        action.next_attempt_at = Some(now);
-        state.store.move_action(&action, OutboxStatus::Pending)?;
-        redact(&mut action);
-        return Ok(Json(json!({ "action": action })));
+    match retry_action(&state.store, id, Timestamp::now())? {
+        Some(mut action) => {
+            redact(&mut action);
+            Ok(Json(json!({ "action": action })))
+        }
+        None => Err(ApiError::not_found(format!("no action {id}"))),
     }
-    if let Some(mut action) = state.store.action(id, OutboxStatus::Pending)? {
-        action.next_attempt_at = Some(now);
-        state.store.update_action(&action)?;
-        redact(&mut action);
-        return Ok(Json(json!({ "action": action })));
-    }
-    Err(ApiError::not_found(format!("no action {id}")))
 }
 
 /// Query string of `GET /api/alerts`.

@@ -9,10 +9,14 @@ use super::AppState;
 
 /// Lists the sources.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let base = state
+    Json(json!({ "sources": state.ingestor.sources().describe(&base_url(&state)) }))
+}
+
+/// Returns the URL the service is reached at: `public_url`, or the listen address.
+pub(crate) fn base_url(state: &AppState) -> String {
+    state
         .config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", state.config.listen));
-    Json(json!({ "sources": state.ingestor.sources().describe(&base) }))
+        .unwrap_or_else(|| format!("http://{}", state.config.listen))
 }

@@ -34,6 +34,38 @@ fn id_of(tree: &'static str, key: &[u8]) -> Result<EventId, StoreError> {
     })
 }
 
+/// Most records one filtered page of actions reads.
+pub const MAX_SCAN: usize = 5_000;
+/// Most records a count (or a "retry all") of matching actions reads.
+pub const MAX_COUNT_SCAN: usize = 20_000;
+/// Dead letters moved back per transaction by [`Store::requeue_dead`].
+pub const REQUEUE_CHUNK: usize = 128;
+
+/// How many actions matched a filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatchCount {
+    /// Matches among the records read.
+    pub count: usize,
+    /// The newest match.
+    pub newest: Option<EventId>,
+    /// Whether every record was read (false: the count is a lower bound).
+    pub complete: bool,
+}
+
+/// What [`Store::requeue_dead`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// Dead letters moved back to pending.
+    pub requeued: usize,
+    /// Whether more dead letters match than were moved.
+    pub more: bool,
+}
+
+/// The cursor that continues a newest-first walk with record `id` itself.
+fn id_after(id: EventId) -> EventId {
+    EventId(id.0.saturating_add(1))
+}
+
 /// Which list of actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxStatus {
@@ -188,6 +220,119 @@ impl Store {
         Ok((page, None))
     }
 
+    /// Returns up to `limit` actions of `status` older than `before` that `matches`
+    /// accepts, newest first, reading at most [`MAX_SCAN`] records: a filter that matches
+    /// little cannot make a page walk the whole list. The cursor continues after the last
+    /// record read (so a page can hold fewer than `limit` when the budget ran out).
+    pub fn actions_matching(
+        &self,
+        status: OutboxStatus,
+        before: Option<EventId>,
+        limit: usize,
+        matches: impl Fn(&QueuedAction) -> bool,
+    ) -> Result<(Vec<QueuedAction>, Option<EventId>), StoreError> {
+        let (tree, name) = self.outbox_tree(status);
+        let upper = before.unwrap_or(EventId(u64::MAX)).to_be_bytes();
+        let mut page = Vec::new();
+        for (read, item) in tree.range(..upper).rev().enumerate() {
+            let (key, value) = item?;
+            let id = id_of(name, &key)?;
+            if read >= MAX_SCAN {
+                return Ok((page, Some(id_after(id))));
+            }
+            let mut action: QueuedAction = decode(name, &key, &value)?;
+            action.id = Some(id);
+            if matches(&action) {
+                page.push(action);
+                if page.len() >= limit.max(1) {
+                    return Ok((page, Some(id)));
+                }
+            }
+        }
+        Ok((page, None))
+    }
+
+    /// Counts the actions of `status` that `matches` accepts, newest first, reading at
+    /// most [`MAX_COUNT_SCAN`] records; also returns the newest match (the bound of a
+    /// "retry all" that should touch only what was counted).
+    pub fn count_matching(
+        &self,
+        status: OutboxStatus,
+        matches: impl Fn(&QueuedAction) -> bool,
+    ) -> Result<MatchCount, StoreError> {
+        let (tree, name) = self.outbox_tree(status);
+        let mut count = MatchCount::default();
+        for (read, item) in tree.iter().rev().enumerate() {
+            if read >= MAX_COUNT_SCAN {
+                count.complete = false;
+                return Ok(count);
+            }
+            let (key, value) = item?;
+            let action: QueuedAction = decode(name, &key, &value)?;
+            if matches(&action) {
+                count.count += 1;
+                count.newest.get_or_insert(id_of(name, &key)?);
+            }
+        }
+        count.complete = true;
+        Ok(count)
+    }
+
+    /// Moves up to `max` dead letters with ids up to `through` that `matches` accepts
+    /// back to pending, each rewritten by `revive`, in transactions of
+    /// [`REQUEUE_CHUNK`]; reads at most [`MAX_COUNT_SCAN`] records. Says how many moved
+    /// and whether more match (the caller asks again for those).
+    pub fn requeue_dead(
+        &self,
+        through: EventId,
+        max: usize,
+        matches: impl Fn(&QueuedAction) -> bool,
+        revive: impl Fn(&mut QueuedAction),
+    ) -> Result<Requeued, StoreError> {
+        let (pending, dead) = (&self.trees().outbox, &self.trees().outbox_dead);
+        let upper = EventId(through.0.saturating_add(1)).to_be_bytes();
+        let mut chosen: Vec<(sled::IVec, Vec<u8>)> = Vec::new();
+        let mut more = false;
+        for (read, item) in dead.range(..upper).rev().enumerate() {
+            if read >= MAX_COUNT_SCAN {
+                more = true;
+                break;
+            }
+            let (key, value) = item?;
+            let mut action: QueuedAction = decode(keys::OUTBOX_DEAD, &key, &value)?;
+            if !matches(&action) {
+                continue;
+            }
+            if chosen.len() >= max {
+                more = true;
+                break;
+            }
+            action.id = None;
+            revive(&mut action);
+            chosen.push((key, encode(&action)));
+        }
+        let mut requeued = 0;
+        for chunk in chosen.chunks(REQUEUE_CHUNK) {
+            requeued += (dead, pending)
+                .transaction(|(from, to)| {
+                    let mut moved = 0;
+                    for (key, value) in chunk {
+                        // A letter retried meanwhile (one by one) is not moved twice.
+                        if from.remove(key)?.is_some() {
+                            to.insert(key, value.as_slice())?;
+                            moved += 1;
+                        }
+                    }
+                    Ok(moved)
+                })
+                .map_err(|error: TransactionError<()>| match error {
+                    TransactionError::Abort(()) => StoreError::Commit("requeue aborted".into()),
+                    TransactionError::Storage(error) => StoreError::Sled(error),
+                })?;
+        }
+        Ok(Requeued { requeued, more })
+    }
+
     /// Appends a record to the alert log; returns its id.
     pub fn log_alert<T: Serialize>(&self, record: &T) -> Result<EventId, StoreError> {
         let id = self.next_id();
@@ -259,5 +404,119 @@ impl Store {
             ));
         }
         Ok(windows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Action;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &super::super::StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    /// Queues `n` calls to `url` and dead-letters them; returns their ids, oldest first.
+    fn dead_calls(store: &Store, url: &str, n: usize) -> Vec<EventId> {
+        let now = Timestamp::now();
+        let action = QueuedAction::new(
+            None,
+            "hook",
+            Action::HttpPost {
+                url: url.into(),
+                body: serde_json::json!({}),
+                headers: Default::default(),
+            },
+            now,
+        );
+        let queued = vec![encode(&action); n];
+        let ids = store.queue_actions(&queued).unwrap();
+        for id in &ids {
+            let mut action = store.action(*id, OutboxStatus::Pending).unwrap().unwrap();
+            action.status = "dead".into();
+            action.attempts = 3;
+            assert!(store.move_action(&action, OutboxStatus::Dead).unwrap());
+        }
+        ids
+    }
+
+    fn is_crm(action: &QueuedAction) -> bool {
+        matches!(&action.action, Action::HttpPost { url, .. } if url.contains("crm"))
+    }
+
+    #[test]
+    fn requeueing_moves_only_matching_dead_letters_up_to_the_bound_and_the_count() {
+        let (_dir, store) = store();
+        let crm = dead_calls(&store, "https://crm.example.com/hook", 5);
+        dead_calls(&store, "https://other.example.com/hook", 2);
+        let count = store.count_matching(OutboxStatus::Dead, is_crm).unwrap();
+        assert_eq!(count.count, 5);
+        assert!(count.complete);
+        assert_eq!(count.newest, crm.last().copied());
+        // Queued after the count: left alone.
+        let later = dead_calls(&store, "https://crm.example.com/late", 1);
+
+        let revive = |action: &mut QueuedAction| {
+            action.status = "pending".into();
+            action.attempts = 0;
+        };
+        let first = store.requeue_dead(crm[4], 3, is_crm, revive).unwrap();
+        assert_eq!(
+            first,
+            Requeued {
+                requeued: 3,
+                more: true
+            }
+        );
+        let second = store.requeue_dead(crm[4], 3, is_crm, revive).unwrap();
+        assert_eq!(
+            second,
+            Requeued {
+                requeued: 2,
+                more: false
+            }
+        );
+        for id in &crm {
+            let action = store.action(*id, OutboxStatus::Pending).unwrap().unwrap();
+            assert_eq!((action.attempts, action.status.as_str()), (0, "pending"));
+        }
+        assert!(
+            store
+                .action(later[0], OutboxStatus::Dead)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store
+                .count_matching(OutboxStatus::Dead, |_| true)
+                .unwrap()
+                .count,
+            3
+        );
+    }
+
+    #[test]
+    fn a_filtered_page_walks_on_from_where_it_stopped() {
+        let (_dir, store) = store();
+        let ids = dead_calls(&store, "https://crm.example.com/hook", 4);
+        let (page, next) = store
+            .actions_matching(OutboxStatus::Dead, None, 3, is_crm)
+            .unwrap();
+        assert_eq!(page.len(), 3);
+        assert_eq!(page[0].id, Some(ids[3]), "newest first");
+        let (rest, next) = store
+            .actions_matching(OutboxStatus::Dead, next, 3, is_crm)
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [Some(ids[0])]
+        );
+        assert_eq!(next, None);
+        let (none, _) = store
+            .actions_matching(OutboxStatus::Dead, None, 3, |_| false)
+            .unwrap();
+        assert!(none.is_empty());
     }
 }

@@ -30,6 +30,20 @@ pub struct QuarantineEntry {
 }
 
 impl Store {
+    /// Returns quarantine entry `id`, if it is still kept.
+    pub fn quarantine_entry(&self, id: EventId) -> Result<Option<QuarantineEntry>, StoreError> {
+        let Some(value) = self.trees().quarantine.get(id.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let mut entry: QuarantineEntry =
+            serde_json::from_slice(&value).map_err(|error| StoreError::Corrupt {
+                tree: keys::QUARANTINE,
+                reason: format!("{id}: {error}"),
+            })?;
+        entry.id = Some(id);
+        Ok(Some(entry))
+    }
+
     /// Returns up to `limit` quarantine entries older than `before`, newest first.
     pub fn quarantine_page(
         &self,

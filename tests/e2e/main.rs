@@ -18,4 +18,5 @@ mod storage;
 mod suppressions;
 mod ui;
 mod ui_rules;
+mod ui_ops;
 mod verification;
