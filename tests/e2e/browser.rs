@@ -199,13 +199,12 @@ pub async fn wait_until(client: &Client, what: &str, check: impl Fn(&str) -> boo
 pub async fn wait_for_text(client: &Client, text: &str) -> String {
     let started = Instant::now();
     loop {
-        let body = client
-            .find(Locator::Css("body"))
-            .await
-            .expect("a body")
-            .text()
-            .await
-            .expect("its text");
+        // Mid-navigation the body may be gone, or replaced between find and read: try
+        // again rather than fail.
+        let body = match client.find(Locator::Css("body")).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         if body.contains(text) {
             return body;
         }
