@@ -257,7 +257,9 @@ fn results(
             (layout::updated_stamp(Timestamp::now()))
         }
         @if announce {
-            span .visually-hidden data-announce=(said) {}
+            p .muted.count data-announce=(said) { (said) }
+        } @else {
+            p .muted.count { (said) }
         }
         @if page.events.is_empty() {
             @if next.is_some() {
