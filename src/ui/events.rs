@@ -557,7 +557,7 @@ pub(crate) fn action_text(action: &Action) -> Markup {
 pub(crate) fn actions_table(rows: &[ActionRow<'_>], with_event: bool) -> Markup {
     html! {
         div .table-wrap {
-            table {
+            table .actions-taken {
                 caption .visually-hidden { "Actions the rules asked for" }
                 thead {
                     tr {
@@ -607,7 +607,7 @@ async fn detail(State(state): State<AppState>, Path(id): Path<String>) -> Result
     let body = html! {
         p .muted { a href=(PATH) { "← All events" } " · " "Everything about "
             (layout::recipient_link(event.recipient.as_str())) }
-        section .panel aria-labelledby="h-event" {
+        section .panel.story aria-labelledby="h-event" {
             h2 #h-event { "The event" }
             (facts(&event))
         }

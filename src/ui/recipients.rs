@@ -105,7 +105,7 @@ async fn show(
     let body = html! {
         (search(address.as_str()))
         @if never_seen {
-            section .panel.calm aria-labelledby="h-unknown" {
+            section .panel.story aria-labelledby="h-unknown" {
                 h2 #h-unknown { "Nothing known about this address" }
                 p { "mailwarden has no events for " strong { (address.as_str()) }
                     " and has never suppressed it." }
@@ -140,7 +140,7 @@ fn search(value: &str) -> Markup {
 fn status_panel(entry: Option<&Suppression>, page: &EventPage, first_page: bool) -> Markup {
     let now = Timestamp::now();
     html! {
-        section .panel.status aria-labelledby="h-status" {
+        section .panel.story aria-labelledby="h-status" {
             h2 #h-status { "Status" }
             dl .facts {
                 dt { "Suppression" }

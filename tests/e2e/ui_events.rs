@@ -119,7 +119,12 @@ async fn events_filter_by_address_domain_kind_source_and_time() {
     let (_, domain) = page(&app, "/ui/events?recipient=%40Example.com").await;
     assert_eq!(
         linked_events(&domain),
-        vec![ids[4].clone(), ids[2].clone(), ids[1].clone(), ids[0].clone()],
+        vec![
+            ids[4].clone(),
+            ids[2].clone(),
+            ids[1].clone(),
+            ids[0].clone()
+        ],
         "@domain matches every address there (the Postmark fixture's john@ too), and only there"
     );
     let (_, bounces) = page(&app, "/ui/events?kind=bounce").await;
@@ -310,7 +315,10 @@ async fn event_detail_shows_fields_raw_body_rule_outcome_and_escapes_hostile_tex
         "{html}"
     );
     // The raw body, indented, escaped.
-    assert!(html.contains("&quot;email&quot;: &quot;ann@example.com&quot;,\n"), "{html}");
+    assert!(
+        html.contains("&quot;email&quot;: &quot;ann@example.com&quot;,\n"),
+        "{html}"
+    );
     // The rule's outcome and what came of it.
     assert!(
         html.contains("hard_bounce") && html.contains(">matched<"),
@@ -465,7 +473,12 @@ async fn a_browser_finds_a_recipient_from_the_events_filter_and_opens_its_page()
         assert!(text.contains("suppressed"), "{text}");
         assert!(text.contains(&bounce), "its bounce is listed: {text}");
         save(&client, "ui_events_recipient_desktop").await;
+        // And on a phone: the event list from the filter, then the recipient's page.
         client.set_window_size(390, 844).await.unwrap();
+        client.back().await.unwrap();
+        wait_for(&client, Locator::Css("table.events")).await;
+        save(&client, "ui_events_phone").await;
+        client.forward().await.unwrap();
         wait_for(&client, Locator::Id("h-events")).await;
     })
     .await;
