@@ -130,14 +130,6 @@ pub(crate) fn parse_filter(
         before: cursor.map(parse_cursor).transpose()?,
         limit: parse_limit(limit)?,
     };
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since >= until {
-            return Err(ApiError::bad_request(
-                "bad_time",
-                "since must be before until",
-            ));
-        }
-    }
     Ok(EventsFilter { query, domain })
 }
 

@@ -72,7 +72,17 @@ async fn list(
         .iter()
         .map(|source| source.name.clone())
         .collect();
-    let (status, results, shown) = match api_events::parse_filter(&params, parse_time) {
+    // An empty range is an empty answer in the API; in a form it is a slip worth saying.
+    let parsed = api_events::parse_filter(&params, parse_time).and_then(|filter| {
+        match (filter.query.since, filter.query.until) {
+            (Some(since), Some(until)) if since > until => Err(ApiError::bad_request(
+                "bad_time",
+                "“Received since” must be before “Received before”",
+            )),
+            _ => Ok(filter),
+        }
+    });
+    let (status, results, shown) = match parsed {
         Err(error) => (
             StatusCode::BAD_REQUEST,
             html! { p .notice.bad role="alert" data-announce=(error.message()) { (error.message()) } },

@@ -239,10 +239,7 @@ async fn events_page_by_cursor_and_bad_filters_are_400_with_a_message() {
         ("recipient=%40", "recipient:"),
         ("kind=bonce", "kind must be one of"),
         ("since=yesterday", "since: expected a date and time in UTC"),
-        (
-            "since=2026-02-01&until=2026-01-01",
-            "since must be before until",
-        ),
+        ("since=2026-02-01&until=2026-01-01", "must be before"),
         ("limit=0", "limit must be a number"),
         ("cursor=abc", "cursor:"),
         ("colour=red", "unknown field"),
