@@ -260,6 +260,30 @@ impl Store {
 
     /// Returns one page of events matching `query`, newest first.
     pub fn events_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        self.page_of(query, None)
+    }
+
+    /// Returns one page of the events to addresses at `domain` (lower-case, without the
+    /// `@`; exactly that domain, not its subdomains) that match the rest of `query` (its
+    /// recipient is ignored), newest first.
+    ///
+    /// The recipient index is keyed by whole address, so a domain (the end of the key)
+    /// cannot be a prefix scan of it. This reads the events newest first instead, looking
+    /// at each entry's head only (recipient and kind, no body) and decoding the matches,
+    /// at most [`MAX_SCAN`] entries per page: bounded work, with a cursor to go on.
+    pub fn events_page_in_domain(
+        &self,
+        domain: &str,
+        query: &EventQuery,
+    ) -> Result<EventPage, StoreError> {
+        let query = EventQuery {
+            recipient: None,
+            ..query.clone()
+        };
+        self.page_of(&query, Some(domain))
+    }
+
+    fn page_of(&self, query: &EventQuery, domain: Option<&str>) -> Result<EventPage, StoreError> {
         let lower = query.since.map_or(EventId(0), EventId::floor_at);
         let mut upper = query.until.map_or(EventId(u64::MAX), EventId::floor_at);
         if let Some(before) = query.before {
@@ -344,6 +368,7 @@ impl Store {
                 )?;
             }
         } else {
+            let at_domain = domain.map(|domain| format!("@{domain}"));
             'scan: for entry in self.trees().events.range(..upper.to_be_bytes()).rev() {
                 let (key, value) = entry?;
                 let base = block_id(&key)?;
@@ -352,6 +377,12 @@ impl Store {
                 if base.0 + (entries.len() as u64) <= lower.0 {
                     break;
                 }
+                // A block holds the events of one request, to one source: a block of
+                // another source is passed over without decoding its events.
+                let other_source = match (&query.source, block.header()) {
+                    (Some(source), Some(header)) => header.source != source.as_str(),
+                    _ => false,
+                };
                 for (index, entry) in entries.iter().enumerate().rev() {
                     let id = EventId(base.0 + index as u64);
                     if id >= upper || id < lower {
@@ -359,9 +390,21 @@ impl Store {
                     }
                     scanned += 1;
                     last_seen = Some(id);
-                    let event = block.decode(id, entry, &mut bodies)?;
-                    if keep(&event) {
-                        page.events.push(event);
+                    // Kind and domain are read from the entry's head, so events that do not
+                    // match are never decoded whole.
+                    let wanted = !other_source
+                        && (query.kind.is_none() && at_domain.is_none() || {
+                            let head = block.summary(entry)?;
+                            query.kind.is_none_or(|kind| kind == head.kind)
+                                && at_domain
+                                    .as_deref()
+                                    .is_none_or(|suffix| head.recipient.ends_with(suffix))
+                        });
+                    if wanted {
+                        let event = block.decode(id, entry, &mut bodies)?;
+                        if keep(&event) {
+                            page.events.push(event);
+                        }
                     }
                     if full(&page, scanned) {
                         break 'scan;
@@ -415,6 +458,91 @@ impl Store {
             }
         }
         Ok(events)
+    }
+}
+
+/// What the actions of some events left in the store, as far as it can tell: actions
+/// still waiting or dead-lettered, and alerts logged. Done actions leave the outbox, so an
+/// action asked for and not found here ran (when `complete`).
+#[derive(Debug, Default)]
+pub struct Consequences {
+    /// Actions waiting in the outbox or dead-lettered, oldest first.
+    pub actions: Vec<(crate::rules::QueuedAction, super::outbox::OutboxStatus)>,
+    /// Alert log records (stored JSON with its `id`), oldest first.
+    pub alerts: Vec<serde_json::Value>,
+    /// Whether every outbox, dead-letter and alert entry after the oldest event was looked
+    /// at; false when a scan stopped at its bound.
+    pub complete: bool,
+}
+
+impl Store {
+    /// Finds what the actions of `events` left in the outbox, the dead letters and the alert
+    /// log. None of them is indexed by event, but their ids are given after the event's
+    /// (when the rules run and when the alert is sent), so each tree is read forward from
+    /// the oldest event, at most `max_scan` entries each.
+    pub fn consequences(
+        &self,
+        events: &[EventId],
+        max_scan: usize,
+    ) -> Result<Consequences, StoreError> {
+        let mut found = Consequences {
+            complete: true,
+            ..Consequences::default()
+        };
+        let Some(oldest) = events.iter().min() else {
+            return Ok(found);
+        };
+        let wanted: std::collections::HashSet<EventId> = events.iter().copied().collect();
+        #[derive(serde::Deserialize)]
+        struct Cause {
+            #[serde(default)]
+            event_id: Option<EventId>,
+        }
+        let trees = [
+            (
+                &self.trees().outbox,
+                keys::OUTBOX,
+                Some(super::outbox::OutboxStatus::Pending),
+            ),
+            (
+                &self.trees().outbox_dead,
+                keys::OUTBOX_DEAD,
+                Some(super::outbox::OutboxStatus::Dead),
+            ),
+            (&self.trees().alerts, keys::ALERTS, None),
+        ];
+        for (tree, name, status) in trees {
+            for (seen, item) in tree.range(oldest.to_be_bytes()..).enumerate() {
+                if seen >= max_scan {
+                    found.complete = false;
+                    break;
+                }
+                let (key, value) = item?;
+                let unreadable = |error: serde_json::Error| corrupt(name, &error.to_string());
+                let cause: Cause = serde_json::from_slice(&value).map_err(unreadable)?;
+                if !cause.event_id.is_some_and(|id| wanted.contains(&id)) {
+                    continue;
+                }
+                let id = block_id(&key)?;
+                match status {
+                    Some(status) => {
+                        let mut action: crate::rules::QueuedAction =
+                            serde_json::from_slice(&value).map_err(unreadable)?;
+                        action.id = Some(id);
+                        found.actions.push((action, status));
+                    }
+                    None => {
+                        let mut record: serde_json::Value =
+                            serde_json::from_slice(&value).map_err(unreadable)?;
+                        if let serde_json::Value::Object(map) = &mut record {
+                            map.insert("id".into(), serde_json::json!(id));
+                        }
+                        found.alerts.push(record);
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 }
 

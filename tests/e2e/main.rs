@@ -19,4 +19,5 @@ mod suppressions;
 mod ui;
 mod ui_rules;
 mod ui_ops;
+mod ui_events;
 mod verification;
