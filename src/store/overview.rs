@@ -17,7 +17,7 @@ use super::{Store, StoreError};
 use crate::event::EventId;
 
 /// Most domain counters one top-domains query reads (one per domain and day).
-pub const MAX_DOMAIN_KEYS: usize = 50_000;
+pub const MAX_DOMAIN_KEYS: usize = 20_000;
 
 /// One stats bucket of one source.
 #[derive(Debug, Clone, PartialEq, Eq)]

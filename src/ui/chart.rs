@@ -146,9 +146,11 @@ pub fn percent(rate: f64) -> String {
     }
 }
 
-/// Formats a rate for a table cell: the percentage, or "too few sends".
-pub fn rate_text(rate: Rate) -> String {
-    match rate {
+/// Formats the rate of `part` in `sends` for a table cell: the percentage, "too few
+/// sends", or "no sends".
+pub fn rate_text(part: u64, sends: u64) -> String {
+    match Rate::of(part, sends) {
+        Rate::TooFewSends if sends == 0 => "no sends".to_owned(),
         Rate::TooFewSends => Standing::TooFewSends.words().to_owned(),
         Rate::Of(rate) => percent(rate),
     }
@@ -182,7 +184,7 @@ impl Change {
     pub fn words(self, before: u64) -> String {
         match self {
             Change::Same => format!("no change (previous {before})"),
-            Change::New => "new: none in the previous period".to_owned(),
+            Change::New => "new (none before)".to_owned(),
             Change::Up(by) => format!("up {:.0} % from {before}", by * 100.0),
             Change::Down(by) => format!("down {:.0} % from {before}", by * 100.0),
         }
@@ -226,7 +228,8 @@ pub fn scale_top(points: &[Point], levels: Levels) -> f64 {
 }
 
 /// Draws a bar chart of the points' rates with lines at the review and pause levels.
-/// Buckets with too few sends get a hollow marker on the base line and no bar.
+/// Buckets with some but too few sends get a hollow marker on the base line and no bar;
+/// buckets without sends get nothing.
 pub fn rate_chart(id: &str, title: &str, points: &[Point], levels: Levels) -> Markup {
     let top = scale_top(points, levels);
     let plot_width = WIDTH - LEFT - RIGHT;
@@ -262,6 +265,7 @@ pub fn rate_chart(id: &str, title: &str, points: &[Point], levels: Levels) -> Ma
                             title { (point.label) ": " (percent(rate)) " of " (point.sends) " sends" }
                         }
                     }
+                    Rate::TooFewSends if point.sends == 0 => {}
                     Rate::TooFewSends => {
                         circle .few cx=(fmt(centre)) cy=(fmt(base - 4.0)) r="3" {
                             title { (point.label) ": too few sends (" (point.sends) ")" }
@@ -334,9 +338,10 @@ mod tests {
     fn a_rate_needs_five_hundred_sends() {
         assert_eq!(Rate::of(10, 499), Rate::TooFewSends);
         assert_eq!(Rate::of(10, 500), Rate::Of(0.02));
-        assert_eq!(rate_text(Rate::of(3, 100)), "too few sends");
-        assert_eq!(rate_text(Rate::of(25, 500)), "5.0 %");
-        assert_eq!(rate_text(Rate::of(1, 1000)), "0.10 %");
+        assert_eq!(rate_text(3, 100), "too few sends");
+        assert_eq!(rate_text(0, 0), "no sends");
+        assert_eq!(rate_text(25, 500), "5.0 %");
+        assert_eq!(rate_text(1, 1000), "0.10 %");
     }
 
     #[test]

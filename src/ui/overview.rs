@@ -29,7 +29,7 @@ use crate::store::overview::{Bounded, Counted, TopDomains};
 
 /// Highest count of alerts, dead letters, quarantine entries and pending actions read
 /// per period: past it the card says "or more" instead of walking the whole tree.
-pub const COUNT_CAP: u64 = 10_000;
+pub const COUNT_CAP: u64 = 5_000;
 /// Domains shown in the top-domains table.
 pub const TOP_DOMAINS: usize = 10;
 /// Seconds between two refreshes of the live region.
@@ -557,7 +557,7 @@ fn charts(overview: &Overview) -> Markup {
                                                 th scope="row" { (long) }
                                                 td .num { (point.sends) }
                                                 td .num { (point.part) }
-                                                td .num { (chart::rate_text(Rate::of(point.part, point.sends))) }
+                                                td .num { (chart::rate_text(point.part, point.sends)) }
                                             }
                                         }
                                     }
