@@ -544,7 +544,7 @@ fn charts(overview: &Overview) -> Markup {
                             }
                             div .table-wrap {
                                 table .chart-table {
-                                    caption { (title) " per " (bucket.to_lowercase()) ", " (scope) }
+                                    caption { (title) " per " (bucket.to_lowercase()) ", " (scope) ", newest first" }
                                     thead { tr {
                                         th scope="col" { (bucket) }
                                         th scope="col" .num { "Sends" }
@@ -552,7 +552,7 @@ fn charts(overview: &Overview) -> Markup {
                                         th scope="col" .num { (title) }
                                     } }
                                     tbody {
-                                        @for (point, long) in points.iter().zip(&long_labels) {
+                                        @for (point, long) in points.iter().zip(&long_labels).rev() {
                                             tr {
                                                 th scope="row" { (long) }
                                                 td .num { (point.sends) }
