@@ -323,6 +323,7 @@ fn prepare_request(
         batch.events.push(PreparedEvent {
             dedup,
             kind: event.kind,
+            bounce_class: event.bounce_class,
             recipient: event.recipient.as_str().to_owned(),
             received_minute,
             record: Record::of(event, dedup, &mut locator).encode(),

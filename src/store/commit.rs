@@ -18,9 +18,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
-use super::keys::{self, KindCounts, Resolution};
+use super::keys::{self, Resolution, StatCounts};
 use super::{Fault, IdGenerator, StoreError, StoreOptions, Trees};
-use crate::event::{EventId, EventKind};
+use crate::event::{BounceClass, EventId, EventKind};
 use crate::telemetry::names;
 
 /// Jobs the channel holds. Ingest requests are bounded before they are sent (see
@@ -40,6 +40,8 @@ pub struct PreparedEvent {
     pub dedup: [u8; 16],
     /// Kind, for the recipient index and the stats.
     pub kind: EventKind,
+    /// Hard, soft or undetermined (bounces only), for the stats.
+    pub bounce_class: Option<BounceClass>,
     /// Bare recipient address.
     pub recipient: String,
     /// Minute (since the epoch) the event was received in, for the stats.
@@ -435,7 +437,10 @@ impl WriterThread {
             |(events, dedup, pending, quarantine, stats, bodies, meta)| {
                 let mut outcomes = Vec::with_capacity(batches.len());
                 let mut stored = 0;
-                let mut counts: HashMap<(Resolution, u64, &str), KindCounts> = HashMap::new();
+                let mut counts: HashMap<(Resolution, u64, &str), StatCounts> = HashMap::new();
+                // Bounces and complaints per recipient domain and day (the overview's
+                // top domains), counted here so that no view scans events.
+                let mut domains: HashMap<(u64, &str), [u64; keys::DOMAIN_SLOTS]> = HashMap::new();
                 for batch in batches {
                     let mut outcome = IngestOutcome::default();
                     if let Some((id, body)) = &batch.body {
@@ -482,12 +487,41 @@ impl WriterThread {
                         for (index, event) in fresh.iter().enumerate() {
                             let id = EventId(base.0 + index as u64);
                             dedup.insert(&event.dedup, &id.to_be_bytes())?;
+                            let split = match event.bounce_class {
+                                _ if event.kind != EventKind::Bounce => None,
+                                Some(BounceClass::Hard) => Some(keys::HARD_BOUNCE_SLOT),
+                                Some(BounceClass::Soft) => Some(keys::SOFT_BOUNCE_SLOT),
+                                _ => None,
+                            };
                             for resolution in Resolution::ALL {
                                 let bucket = resolution.bucket(event.received_minute);
                                 let slot = counts
                                     .entry((resolution, bucket, batch.source.as_str()))
-                                    .or_insert([0; EventKind::ALL.len()]);
+                                    .or_insert([0; keys::STAT_SLOTS]);
                                 slot[event.kind.index()] += 1;
+                                if let Some(split) = split {
+                                    slot[split] += 1;
+                                }
+                            }
+                            if matches!(event.kind, EventKind::Bounce | EventKind::Complaint) {
+                                let domain = event
+                                    .recipient
+                                    .rsplit_once('@')
+                                    .map_or("", |(_, domain)| domain);
+                                let day = Resolution::Day.bucket(event.received_minute);
+                                let slot = domains.entry((day, domain)).or_default();
+                                if event.kind == EventKind::Complaint {
+                                    slot[keys::DOMAIN_COMPLAINTS] += 1;
+                                } else {
+                                    slot[keys::DOMAIN_BOUNCES] += 1;
+                                    match split {
+                                        Some(keys::HARD_BOUNCE_SLOT) => {
+                                            slot[keys::DOMAIN_HARD] += 1;
+                                        }
+                                        Some(_) => slot[keys::DOMAIN_SOFT] += 1,
+                                        None => {}
+                                    }
+                                }
                             }
                         }
                         for slot in slots {
@@ -515,10 +549,21 @@ impl WriterThread {
                 }
                 for ((resolution, bucket, source), added) in counts {
                     let key = keys::stats_key(resolution, bucket, source);
-                    let mut total = stats
+                    let mut total: StatCounts = stats
                         .get(&key)?
-                        .map(|value| keys::decode_counts(&value))
-                        .unwrap_or([0; EventKind::ALL.len()]);
+                        .map(|value| keys::decode_slots(&value))
+                        .unwrap_or([0; keys::STAT_SLOTS]);
+                    for (sum, add) in total.iter_mut().zip(added) {
+                        *sum += add;
+                    }
+                    stats.insert(key, keys::encode_counts(&total))?;
+                }
+                for ((day, domain), added) in domains {
+                    let key = keys::domain_day_key(day, domain);
+                    let mut total: [u64; keys::DOMAIN_SLOTS] = stats
+                        .get(&key)?
+                        .map(|value| keys::decode_slots(&value))
+                        .unwrap_or_default();
                     for (sum, add) in total.iter_mut().zip(added) {
                         *sum += add;
                     }

@@ -18,7 +18,9 @@
 //! | `pending` | first event id of a block | number of events (u32): waiting for the rules |
 //! | `bodies` | body id | header length (u32), header JSON, request body (events' raw JSON points into it) |
 //! | `quarantine` | entry id | quarantine JSON |
-//! | `stats` | resolution (1 byte), bucket start in minutes (u64), source | 14 × u64 counts, one per kind |
+//! | `stats` | resolution (1 byte), bucket start in minutes (u64), source | 14 × u64 counts, one per kind, then hard and soft bounces (2 × u64; absent in values written before they were counted) |
+//! | `stats` | [`DOMAIN_DAY`] (1 byte), day start in minutes (u64), recipient domain | bounces, hard bounces, soft bounces, complaints (4 × u64) of that domain that day |
+//! | `stats` | [`SUPPRESSIONS_HOUR`] (1 byte), hour start in minutes (u64) | suppressions added that hour (u64) |
 //! | `evaluations` | event id | evaluation JSON: which rules ran, matched, queued what |
 //! | `outbox` | action id | action JSON with its delivery state |
 //! | `outbox_dead` | action id | action JSON, dead-lettered |
@@ -147,8 +149,36 @@ pub fn parse_stats_key(key: &[u8]) -> Option<(u64, &str)> {
 /// Per-kind counts of one stats bucket.
 pub type KindCounts = [u64; EventKind::ALL.len()];
 
-/// Encodes bucket counts as a stats value.
-pub fn encode_counts(counts: &KindCounts) -> Vec<u8> {
+/// Slot of a stats value after the kinds: bounces classed hard.
+pub const HARD_BOUNCE_SLOT: usize = EventKind::ALL.len();
+/// Slot of a stats value after the kinds: bounces classed soft.
+pub const SOFT_BOUNCE_SLOT: usize = HARD_BOUNCE_SLOT + 1;
+/// Slots of a stats value: one per kind, then hard and soft bounces. Values written
+/// before the bounce split are shorter and decode with zeros there; builds that know
+/// only the kinds read the leading slots and ignore the rest, so no schema change is
+/// needed either way.
+pub const STAT_SLOTS: usize = SOFT_BOUNCE_SLOT + 1;
+/// Every count of one stats bucket: per kind, then hard and soft bounces.
+pub type StatCounts = [u64; STAT_SLOTS];
+
+/// First byte of the [`STATS`] keys counting bounces and complaints per recipient domain
+/// and UTC day (after the [`Resolution`] bytes, so no bucket range reaches them).
+pub const DOMAIN_DAY: u8 = 0x10;
+/// Slots of a [`DOMAIN_DAY`] value: bounces, hard bounces, soft bounces, complaints.
+pub const DOMAIN_SLOTS: usize = 4;
+/// Slot of a [`DOMAIN_DAY`] value: every bounce.
+pub const DOMAIN_BOUNCES: usize = 0;
+/// Slot of a [`DOMAIN_DAY`] value: bounces classed hard.
+pub const DOMAIN_HARD: usize = 1;
+/// Slot of a [`DOMAIN_DAY`] value: bounces classed soft.
+pub const DOMAIN_SOFT: usize = 2;
+/// Slot of a [`DOMAIN_DAY`] value: complaints.
+pub const DOMAIN_COMPLAINTS: usize = 3;
+/// First byte of the [`STATS`] keys counting suppressions added per hour.
+pub const SUPPRESSIONS_HOUR: u8 = 0x11;
+
+/// Encodes counts as a stats value (big-endian u64s).
+pub fn encode_counts(counts: &[u64]) -> Vec<u8> {
     counts
         .iter()
         .flat_map(|count| count.to_be_bytes())
@@ -157,11 +187,41 @@ pub fn encode_counts(counts: &KindCounts) -> Vec<u8> {
 
 /// Decodes a stats value; missing trailing kinds count zero.
 pub fn decode_counts(bytes: &[u8]) -> KindCounts {
-    let mut counts = [0; EventKind::ALL.len()];
+    decode_slots(bytes)
+}
+
+/// Decodes a stats value into `N` slots; missing trailing slots count zero, extra ones
+/// are ignored.
+pub fn decode_slots<const N: usize>(bytes: &[u8]) -> [u64; N] {
+    let mut counts = [0; N];
     for (slot, chunk) in counts.iter_mut().zip(bytes.chunks_exact(8)) {
         *slot = u64::from_be_bytes(chunk.try_into().expect("chunks_exact yields 8 bytes"));
     }
     counts
+}
+
+/// Returns the [`STATS`] key of one recipient domain's counts on the day starting at
+/// `day_start` (minutes since the epoch).
+pub fn domain_day_key(day_start: u64, domain: &str) -> Vec<u8> {
+    let mut key = domain_day_prefix(day_start);
+    key.extend_from_slice(domain.as_bytes());
+    key
+}
+
+/// Returns the prefix of every domain's key for the day starting at `day_start`.
+pub fn domain_day_prefix(day_start: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + 32);
+    key.push(DOMAIN_DAY);
+    key.extend_from_slice(&day_start.to_be_bytes());
+    key
+}
+
+/// Returns the [`STATS`] key of the suppressions added in the hour starting at
+/// `hour_start` (minutes since the epoch).
+pub fn suppressions_hour_key(hour_start: u64) -> [u8; 9] {
+    let mut key = [SUPPRESSIONS_HOUR; 9];
+    key[1..].copy_from_slice(&hour_start.to_be_bytes());
+    key
 }
 
 #[cfg(test)]
@@ -175,5 +235,25 @@ mod tests {
         let mut counts = [0; EventKind::ALL.len()];
         counts[EventKind::Bounce.index()] = 7;
         assert_eq!(decode_counts(&encode_counts(&counts)), counts);
+    }
+
+    #[test]
+    fn counts_written_before_the_bounce_split_read_as_zero_hard_and_soft() {
+        let mut old = [0; EventKind::ALL.len()];
+        old[EventKind::Bounce.index()] = 3;
+        let wide: StatCounts = decode_slots(&encode_counts(&old));
+        assert_eq!(wide[EventKind::Bounce.index()], 3);
+        assert_eq!((wide[HARD_BOUNCE_SLOT], wide[SOFT_BOUNCE_SLOT]), (0, 0));
+        // And a build that knows only the kinds reads a wide value's kinds unchanged.
+        let mut new = wide;
+        new[HARD_BOUNCE_SLOT] = 2;
+        assert_eq!(decode_counts(&encode_counts(&new)), old);
+    }
+
+    #[test]
+    fn domain_and_suppression_keys_sort_after_every_bucket() {
+        let bucket = stats_key(Resolution::Day, u64::MAX - 1, "zzz");
+        assert!(domain_day_key(0, "example.com") > bucket);
+        assert!(suppressions_hour_key(0).as_slice() > domain_day_key(u64::MAX, "zzz").as_slice());
     }
 }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod history;
 pub mod keys;
 pub mod outbox;
+pub mod overview;
 pub mod quarantine;
 pub(crate) mod recipients;
 pub mod retention;

@@ -186,60 +186,66 @@ impl Store {
     ) -> Result<(Suppression, SuppressOutcome), StoreError> {
         let created_at = created_at.map_or(now, |at| at.min(now));
         let key = self.suppression_key(&request.address).into_owned();
-        self.update_suppression(&key, |existing| {
-            let change = |change: &str| Change {
-                at: now,
-                change: change.to_owned(),
-                by: request.rule.clone(),
-                reason: request.reason.clone(),
-            };
-            match existing {
-                Some(mut entry) if entry.in_force(now) => {
-                    let outcome = match (entry.expires_at, request.expires_at) {
-                        (None, _) => SuppressOutcome::Unchanged,
-                        (Some(_), None) => SuppressOutcome::Upgraded,
-                        (Some(old), Some(new)) if new > old => SuppressOutcome::Extended,
-                        (Some(_), Some(_)) => SuppressOutcome::Unchanged,
-                    };
-                    if outcome != SuppressOutcome::Unchanged {
-                        entry.expires_at = request.expires_at;
-                        entry.reason = request.reason.clone();
-                        entry.rule = request.rule.clone();
-                        entry.source = request.source.clone();
-                        entry.event_id = request.event_id;
-                        entry.updated_at = now;
-                        let name = if outcome == SuppressOutcome::Upgraded {
-                            "upgrade"
-                        } else {
-                            "extend"
+        let result = self
+            .update_suppression(&key, |existing| {
+                let change = |change: &str| Change {
+                    at: now,
+                    change: change.to_owned(),
+                    by: request.rule.clone(),
+                    reason: request.reason.clone(),
+                };
+                match existing {
+                    Some(mut entry) if entry.in_force(now) => {
+                        let outcome = match (entry.expires_at, request.expires_at) {
+                            (None, _) => SuppressOutcome::Unchanged,
+                            (Some(_), None) => SuppressOutcome::Upgraded,
+                            (Some(old), Some(new)) if new > old => SuppressOutcome::Extended,
+                            (Some(_), Some(_)) => SuppressOutcome::Unchanged,
                         };
-                        push_history(&mut entry, change(name));
+                        if outcome != SuppressOutcome::Unchanged {
+                            entry.expires_at = request.expires_at;
+                            entry.reason = request.reason.clone();
+                            entry.rule = request.rule.clone();
+                            entry.source = request.source.clone();
+                            entry.event_id = request.event_id;
+                            entry.updated_at = now;
+                            let name = if outcome == SuppressOutcome::Upgraded {
+                                "upgrade"
+                            } else {
+                                "extend"
+                            };
+                            push_history(&mut entry, change(name));
+                        }
+                        Some((entry, outcome))
                     }
-                    Some((entry, outcome))
-                }
-                previous => {
-                    let mut history = previous.map(|p| p.history).unwrap_or_default();
-                    history.push(change("suppress"));
-                    let mut entry = Suppression {
-                        address: key.clone(),
-                        reason: request.reason.clone(),
-                        source: request.source.clone(),
-                        event_id: request.event_id,
-                        rule: request.rule.clone(),
-                        created_at,
-                        updated_at: now,
-                        expires_at: request.expires_at,
-                        active: true,
-                        history: Vec::new(),
-                    };
-                    for item in history {
-                        push_history(&mut entry, item);
+                    previous => {
+                        let mut history = previous.map(|p| p.history).unwrap_or_default();
+                        history.push(change("suppress"));
+                        let mut entry = Suppression {
+                            address: key.clone(),
+                            reason: request.reason.clone(),
+                            source: request.source.clone(),
+                            event_id: request.event_id,
+                            rule: request.rule.clone(),
+                            created_at,
+                            updated_at: now,
+                            expires_at: request.expires_at,
+                            active: true,
+                            history: Vec::new(),
+                        };
+                        for item in history {
+                            push_history(&mut entry, item);
+                        }
+                        Some((entry, SuppressOutcome::Added))
                     }
-                    Some((entry, SuppressOutcome::Added))
                 }
-            }
-        })
-        .map(|result| result.expect("suppress always writes"))
+            })?
+            .expect("suppress always writes");
+        if result.1 == SuppressOutcome::Added {
+            // For the overview's "suppressions added": entries have no time index.
+            self.count_suppression_added(now)?;
+        }
+        Ok(result)
     }
 
     /// Lifts the suppression of `address`, recording who and why. Returns the entry if the

@@ -15,6 +15,7 @@
 
 pub mod alerts;
 pub mod assets;
+pub mod chart;
 pub mod events;
 pub mod guard;
 pub mod layout;

@@ -20,4 +20,5 @@ mod ui;
 mod ui_rules;
 mod ui_ops;
 mod ui_events;
+mod ui_overview;
 mod verification;
