@@ -17,4 +17,5 @@ mod sinks;
 mod storage;
 mod suppressions;
 mod ui;
+mod ui_suppressions;
 mod verification;
