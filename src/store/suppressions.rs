@@ -527,4 +527,53 @@ mod tests {
         assert!(store.is_suppressed("john.doe@x.com", now).unwrap());
         assert!(store.is_suppressed("JOHN.DOE@x.com", now).unwrap());
     }
+
+    #[test]
+    fn a_domain_is_a_prefix_scan_and_the_index_is_rebuilt_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now = Timestamp::now();
+        for address in ["b@x.com", "a@x.com", "c@x.com.au", "d@y.org", "e@xx.com"] {
+            store.suppress(&request(address, None), now).unwrap();
+        }
+        let domain = |after: Option<&str>| {
+            let mut found = Vec::new();
+            store
+                .scan_suppressions_in_domain("x.com", after, |entry| {
+                    found.push(entry.address);
+                    true
+                })
+                .unwrap();
+            found
+        };
+        assert_eq!(domain(None), ["a@x.com", "b@x.com"]);
+        assert_eq!(domain(Some("a@x.com")), ["b@x.com"]);
+        // A store without the index (an older build, a restored backup) builds it once.
+        store.domain_index().unwrap().clear().unwrap();
+        store
+            .trees()
+            .suppressions
+            .insert("z@x.com", serde_json::to_vec(&Suppression {
+                address: "z@x.com".into(),
+                reason: "old".into(),
+                source: None,
+                event_id: None,
+                rule: "manual".into(),
+                created_at: now,
+                updated_at: now,
+                expires_at: None,
+                active: true,
+                history: Vec::new(),
+            }).unwrap())
+            .unwrap();
+        assert_eq!(domain(None), ["a@x.com", "b@x.com", "z@x.com"]);
+        // Purged entries leave the index with them.
+        let soon = now + jiff::SignedDuration::from_secs(1);
+        store.suppress(&request("p@x.com", Some(soon)), now).unwrap();
+        store
+            .purge_expired_suppressions(soon + jiff::SignedDuration::from_secs(1))
+            .unwrap();
+        assert_eq!(domain(None), ["a@x.com", "b@x.com", "z@x.com"]);
+        assert!(!store.domain_index().unwrap().contains_key(domain_key("p@x.com")).unwrap());
+    }
 }

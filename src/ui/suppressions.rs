@@ -463,8 +463,8 @@ async fn render_list(
     let body = html! {
         @if let Some(notice) = &extras.notice {
             @match notice {
-                Notice::Good(text) => div .notice.good role="status" { (text) },
-                Notice::Bad(text) => div .notice.bad role="alert" { (text) },
+                Notice::Good(text) => div .notice.good.sup-notice role="status" { (text) },
+                Notice::Bad(text) => div .notice.bad.sup-notice role="alert" { (text) },
             }
         }
         div .sup-tools {
@@ -517,7 +517,7 @@ fn filter_form(filter: &Filter) -> Markup {
                 button type="submit" { "Search" }
             }
             div {
-                a href=(action) { "Clear" }
+                a .sup-clear href=(action) { "Clear" }
             }
         }
     }
@@ -558,7 +558,7 @@ fn results(filter: &Filter, listing: &Listing, paged: bool) -> Markup {
                     "No suppressions match this filter."
                 }))
             } @else {
-                div .table-wrap {
+                div .table-wrap.sup-table {
                     table {
                         caption .visually-hidden { "Suppressions, in address order" }
                         thead {
@@ -672,8 +672,8 @@ fn row(entry: &Suppression) -> Markup {
 fn add_form(form: &AddForm, error: Option<&str>) -> Markup {
     let invalid = error.is_some().then_some("true");
     html! {
-        section .panel aria-labelledby="sup-add" {
-            h2 #sup-add { "Add a suppression" }
+        details .panel.sup-tool open[error.is_some()] {
+            summary { h2 #sup-add { "Add a suppression" } }
             form method="post" action={ (PREFIX) "/suppressions" } .sup-form {
                 div .field {
                     label for="add-address" { "Address" }
@@ -798,8 +798,8 @@ async fn add(
 
 fn import_form(error: Option<&str>) -> Markup {
     html! {
-        section .panel aria-labelledby="sup-import" {
-            h2 #sup-import { "Import a file" }
+        details .panel.sup-tool open[error.is_some()] {
+            summary { h2 #sup-import { "Import a file" } }
             form method="post" action={ (PREFIX) "/suppressions/import" }
                 enctype="multipart/form-data" .sup-form {
                 div .field {

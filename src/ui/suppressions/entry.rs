@@ -184,7 +184,7 @@ fn render(
                 p .panel { (address) " is not on the suppression list and never was." }
             }
             Some(entry) => {
-                section .panel aria-labelledby="entry-facts" {
+                section .panel.sup-panel aria-labelledby="entry-facts" {
                     h2 #entry-facts { "Entry" }
                     dl .facts {
                         dt { "State" } dd { (state_label(entry, now)) }
@@ -217,7 +217,7 @@ fn remove_form(entry: &Suppression, outcome: &Outcome, now: Timestamp) -> Markup
     };
     let error = outcome.error.as_deref();
     html! {
-        section .panel.sup-remove aria-labelledby="entry-remove" {
+        section .panel.sup-panel.sup-remove aria-labelledby="entry-remove" {
             h2 #entry-remove { "Remove the suppression" }
             @if let Some(error) = error {
                 p #remove-error .error role="alert" { (error) }
@@ -266,7 +266,7 @@ fn history(changes: &[Change]) -> Markup {
             @if changes.is_empty() {
                 (layout::empty("No changes recorded."))
             } @else {
-                div .table-wrap {
+                div .table-wrap.sup-table {
                     table {
                         caption .visually-hidden { "Changes, newest first" }
                         thead {
