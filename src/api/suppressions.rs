@@ -634,8 +634,8 @@ impl ExportFormat {
 
 /// Builds the body of an export one entry at a time (the API's and the console's).
 pub(crate) enum ExportWriter {
-    /// CSV, header already written.
-    Csv(csv::Writer<Vec<u8>>),
+    /// CSV, header already written (boxed: the writer holds its buffers inline).
+    Csv(Box<csv::Writer<Vec<u8>>>),
     /// JSON lines.
     Jsonl(Vec<u8>),
 }
@@ -650,7 +650,7 @@ impl ExportWriter {
                 writer
                     .write_record(CSV_HEADER)
                     .map_err(|error| StoreError::Commit(error.to_string()))?;
-                ExportWriter::Csv(writer)
+                ExportWriter::Csv(Box::new(writer))
             }
         })
     }

@@ -553,27 +553,39 @@ mod tests {
         store
             .trees()
             .suppressions
-            .insert("z@x.com", serde_json::to_vec(&Suppression {
-                address: "z@x.com".into(),
-                reason: "old".into(),
-                source: None,
-                event_id: None,
-                rule: "manual".into(),
-                created_at: now,
-                updated_at: now,
-                expires_at: None,
-                active: true,
-                history: Vec::new(),
-            }).unwrap())
+            .insert(
+                "z@x.com",
+                serde_json::to_vec(&Suppression {
+                    address: "z@x.com".into(),
+                    reason: "old".into(),
+                    source: None,
+                    event_id: None,
+                    rule: "manual".into(),
+                    created_at: now,
+                    updated_at: now,
+                    expires_at: None,
+                    active: true,
+                    history: Vec::new(),
+                })
+                .unwrap(),
+            )
             .unwrap();
         assert_eq!(domain(None), ["a@x.com", "b@x.com", "z@x.com"]);
         // Purged entries leave the index with them.
         let soon = now + jiff::SignedDuration::from_secs(1);
-        store.suppress(&request("p@x.com", Some(soon)), now).unwrap();
+        store
+            .suppress(&request("p@x.com", Some(soon)), now)
+            .unwrap();
         store
             .purge_expired_suppressions(soon + jiff::SignedDuration::from_secs(1))
             .unwrap();
         assert_eq!(domain(None), ["a@x.com", "b@x.com", "z@x.com"]);
-        assert!(!store.domain_index().unwrap().contains_key(domain_key("p@x.com")).unwrap());
+        assert!(
+            !store
+                .domain_index()
+                .unwrap()
+                .contains_key(domain_key("p@x.com"))
+                .unwrap()
+        );
     }
 }
