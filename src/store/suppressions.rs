@@ -299,7 +299,9 @@ impl Store {
                 return Ok(None);
             };
             if current.is_none() {
-                self.domain_index()?
+                // Built first (once per store), so the marker is set while the tree is
+                // small and a later domain search never pays for it.
+                self.ensure_domain_index()?
                     .insert(domain_key(address), &[] as &[u8])?;
             }
             let bytes = serde_json::to_vec(&entry).expect("suppression serializes");

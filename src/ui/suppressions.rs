@@ -39,7 +39,7 @@ use crate::store::{Store, StoreError};
 const PAGE: usize = 50;
 /// Most entries one page reads while filtering; past it the page ends with a link that
 /// continues the search.
-pub const SCAN_BUDGET: usize = 5_000;
+pub const SCAN_BUDGET: usize = 2_000;
 /// Rejected rows an import notice lists (the count has them all).
 const REJECTED_SHOWN: usize = 10;
 /// Recorded as who removed an entry through the console.
