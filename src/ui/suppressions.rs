@@ -484,9 +484,8 @@ async fn render_list(
 fn filter_form(filter: &Filter) -> Markup {
     let action = format!("{PREFIX}/suppressions");
     html! {
-        form .filters method="get" action=(action) role="search"
-            hx-get=(action) hx-target="#results" hx-select="#results" hx-swap="outerHTML"
-            hx-push-url="true" {
+        // A plain GET: a bad filter answers a 400 page, which htmx would not swap in.
+        form .filters method="get" action=(action) role="search" {
             div {
                 label for="sup-q" { "Address or @domain" }
                 input #sup-q type="search" name="q" value=(filter.q)
@@ -535,7 +534,7 @@ fn results(filter: &Filter, listing: &Listing, paged: bool) -> Markup {
     html! {
         section #results aria-labelledby="sup-results" {
             div .sup-head {
-                h2 #sup-results data-announce=(said) { "Entries" }
+                h2 #sup-results { "Entries " span .muted.sup-count { "· " (said) } }
                 p .sup-export {
                     "Export this filter: "
                     a href=(filter.url(&export, &[("format", "csv")])) download { "CSV" }
