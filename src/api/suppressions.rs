@@ -139,7 +139,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 }
 
 /// Reads an RFC 3339 time (`2026-01-02T03:04:05Z`) or Unix seconds.
-fn parse_time(name: &str, text: &str) -> Result<Timestamp, String> {
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<Timestamp, String> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<i64>() {
         if let Ok(at) = Timestamp::from_second(seconds) {
@@ -303,15 +303,45 @@ pub async fn put(
             format!("expected {PUT_SHAPE}"),
         ));
     };
-    let reason = body.reason.trim();
+    let now = Timestamp::now();
+    let request = manual_request(
+        &address,
+        &body.reason,
+        body.expires_at.as_deref(),
+        body.ttl_seconds,
+        now,
+    )?;
+    let (entry, outcome) = state.store.suppress(&request, now)?;
+    state.store.flush().await?;
+    let mut value = entry_json(&entry);
+    if let Value::Object(map) = &mut value {
+        map.insert("outcome".into(), json!(outcome));
+    }
+    let status = if outcome == SuppressOutcome::Added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(value)).into_response())
+}
+
+/// Checks a suppression by hand (reason, and `expires_at` or `ttl_seconds` or neither for
+/// permanent) and turns it into a request of rule `manual`: shared by `PUT` and the console.
+pub(crate) fn manual_request(
+    address: &EmailAddress,
+    reason: &str,
+    expires_at: Option<&str>,
+    ttl_seconds: Option<u64>,
+    now: Timestamp,
+) -> Result<SuppressRequest, ApiError> {
+    let reason = reason.trim();
     if reason.is_empty() {
         return Err(ApiError::bad_request(
             "bad_reason",
             "reason must not be empty",
         ));
     }
-    let now = Timestamp::now();
-    let expires_at = match (body.expires_at.as_deref(), body.ttl_seconds) {
+    let expires_at = match (expires_at, ttl_seconds) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "bad_expiry",
@@ -344,26 +374,14 @@ pub async fn put(
         }
         (None, None) => None,
     };
-    let request = SuppressRequest {
+    Ok(SuppressRequest {
         address: address.as_str().to_owned(),
         reason: reason.to_owned(),
         source: None,
         event_id: None,
         rule: MANUAL.to_owned(),
         expires_at,
-    };
-    let (entry, outcome) = state.store.suppress(&request, now)?;
-    state.store.flush().await?;
-    let mut value = entry_json(&entry);
-    if let Value::Object(map) = &mut value {
-        map.insert("outcome".into(), json!(outcome));
-    }
-    let status = if outcome == SuppressOutcome::Added {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(value)).into_response())
+    })
 }
 
 /// Query string and body of `DELETE /api/suppressions/{address}`.
@@ -566,86 +584,132 @@ pub async fn export(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let jsonl = match params.format.as_deref().map(str::trim) {
-        None | Some("" | "csv") => false,
-        Some("jsonl" | "ndjson") => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "bad_format",
-                "format must be csv or jsonl",
-            ));
-        }
-    };
+    let format = ExportFormat::parse(params.format.as_deref())?;
     let store = state.store.clone();
     let body = blocking(move || {
         let now = Timestamp::now();
-        if jsonl {
-            let mut out = Vec::new();
-            let mut failure = None;
-            store.scan_suppressions(None, |entry| {
-                if !entry.in_force(now) {
-                    return true;
-                }
-                if let Err(error) = serde_json::to_writer(&mut out, &Listed::from(&entry)) {
-                    failure = Some(error.to_string());
-                    return false;
-                }
-                out.push(b'\n');
-                true
-            })?;
-            return match failure {
-                Some(error) => Err(StoreError::Commit(error)),
-                None => Ok(out),
-            };
-        }
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        let mut failure = writer.write_record(CSV_HEADER).err().map(|e| e.to_string());
+        let mut writer = ExportWriter::new(format)?;
+        let mut failure = None;
         store.scan_suppressions(None, |entry| {
-            if failure.is_some() {
-                return false;
-            }
             if !entry.in_force(now) {
                 return true;
             }
-            let record = [
-                entry.address,
-                entry.reason,
-                entry.source.unwrap_or_default(),
-                entry.created_at.to_string(),
-                entry
-                    .expires_at
-                    .map(|at| at.to_string())
-                    .unwrap_or_default(),
-            ];
-            if let Err(error) = writer.write_record(&record) {
-                failure = Some(error.to_string());
+            if let Err(error) = writer.push(&entry) {
+                failure = Some(error);
+                return false;
             }
             true
         })?;
-        if let Some(error) = failure {
-            return Err(StoreError::Commit(error));
+        match failure {
+            Some(error) => Err(error),
+            None => writer.finish(),
         }
-        writer
-            .into_inner()
-            .map_err(|error| StoreError::Commit(error.to_string()))
     })
     .await?;
-    let (content_type, name) = if jsonl {
-        (
+    Ok(export_response(format, body))
+}
+
+/// The formats of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExportFormat {
+    /// The columns of [`CSV_HEADER`], with a header row.
+    Csv,
+    /// One JSON object per line: the entries without their history.
+    Jsonl,
+}
+
+impl ExportFormat {
+    /// Reads `format=`: `csv` (the default), `jsonl` or `ndjson`.
+    pub(crate) fn parse(text: Option<&str>) -> Result<ExportFormat, ApiError> {
+        match text.map(str::trim) {
+            None | Some("" | "csv") => Ok(ExportFormat::Csv),
+            Some("jsonl" | "ndjson") => Ok(ExportFormat::Jsonl),
+            Some(_) => Err(ApiError::bad_request(
+                "bad_format",
+                "format must be csv or jsonl",
+            )),
+        }
+    }
+}
+
+/// Builds the body of an export one entry at a time (the API's and the console's).
+pub(crate) enum ExportWriter {
+    /// CSV, header already written (boxed: the writer holds its buffers inline).
+    Csv(Box<csv::Writer<Vec<u8>>>),
+    /// JSON lines.
+    Jsonl(Vec<u8>),
+}
+
+impl ExportWriter {
+    /// Starts an export in `format`.
+    pub(crate) fn new(format: ExportFormat) -> Result<ExportWriter, StoreError> {
+        Ok(match format {
+            ExportFormat::Jsonl => ExportWriter::Jsonl(Vec::new()),
+            ExportFormat::Csv => {
+                let mut writer = csv::Writer::from_writer(Vec::new());
+                writer
+                    .write_record(CSV_HEADER)
+                    .map_err(|error| StoreError::Commit(error.to_string()))?;
+                ExportWriter::Csv(Box::new(writer))
+            }
+        })
+    }
+
+    /// Appends one entry.
+    pub(crate) fn push(&mut self, entry: &Suppression) -> Result<(), StoreError> {
+        match self {
+            ExportWriter::Jsonl(out) => {
+                serde_json::to_writer(&mut *out, &Listed::from(entry))
+                    .map_err(|error| StoreError::Commit(error.to_string()))?;
+                out.push(b'\n');
+            }
+            ExportWriter::Csv(writer) => {
+                let record = [
+                    entry.address.as_str(),
+                    entry.reason.as_str(),
+                    entry.source.as_deref().unwrap_or_default(),
+                    &entry.created_at.to_string(),
+                    &entry
+                        .expires_at
+                        .map(|at| at.to_string())
+                        .unwrap_or_default(),
+                ];
+                writer
+                    .write_record(record)
+                    .map_err(|error| StoreError::Commit(error.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the finished body.
+    pub(crate) fn finish(self) -> Result<Vec<u8>, StoreError> {
+        match self {
+            ExportWriter::Jsonl(out) => Ok(out),
+            ExportWriter::Csv(writer) => writer
+                .into_inner()
+                .map_err(|error| StoreError::Commit(error.to_string())),
+        }
+    }
+}
+
+/// An export body as a download: its content type and file name.
+pub(crate) fn export_response(format: ExportFormat, body: Vec<u8>) -> Response {
+    let (content_type, name) = match format {
+        ExportFormat::Jsonl => (
             "application/x-ndjson",
             "attachment; filename=\"suppressions.jsonl\"",
-        )
-    } else {
-        (
+        ),
+        ExportFormat::Csv => (
             "text/csv; charset=utf-8",
             "attachment; filename=\"suppressions.csv\"",
-        )
+        ),
     };
-    Ok((
+    (
         [(CONTENT_TYPE, content_type), (CONTENT_DISPOSITION, name)],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -674,19 +738,26 @@ struct JsonRow {
 
 /// A row that could not be applied.
 #[derive(Serialize)]
-struct Rejected {
-    line: usize,
-    error: String,
+pub(crate) struct Rejected {
+    /// 1-based line number in the file.
+    pub(crate) line: usize,
+    /// What was wrong with it.
+    pub(crate) error: String,
 }
 
 /// What an import did.
 #[derive(Serialize, Default)]
-struct ImportReport {
-    added: usize,
-    updated: usize,
-    unchanged: usize,
-    rejected: Vec<Rejected>,
-    rejected_count: usize,
+pub(crate) struct ImportReport {
+    /// Addresses newly suppressed.
+    pub(crate) added: usize,
+    /// Entries extended or made permanent.
+    pub(crate) updated: usize,
+    /// Entries already suppressed at least as long.
+    pub(crate) unchanged: usize,
+    /// The first rejected rows, by line.
+    pub(crate) rejected: Vec<Rejected>,
+    /// Every rejected row.
+    pub(crate) rejected_count: usize,
 }
 
 impl ImportReport {
@@ -709,35 +780,39 @@ impl ImportReport {
 pub async fn import(State(state): State<AppState>, body: Body) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body, MAX_IMPORT_BYTES).await?;
     let store = state.store.clone();
-    let report = blocking(move || {
-        let now = Timestamp::now();
-        let mut report = ImportReport::default();
-        let mut apply = |row: ImportRow| -> Result<(), StoreError> {
-            let line = row.line;
-            match validate(row, now) {
-                Err(error) => report.reject(line, error),
-                Ok((request, created_at)) => {
-                    match store.suppress_since(&request, created_at, now)?.1 {
-                        SuppressOutcome::Added => report.added += 1,
-                        SuppressOutcome::Extended | SuppressOutcome::Upgraded => {
-                            report.updated += 1;
-                        }
-                        SuppressOutcome::Unchanged => report.unchanged += 1,
-                    }
-                }
-            }
-            Ok(())
-        };
-        let parse_errors = read_rows(&bytes, &mut apply)?;
-        for (line, error) in parse_errors {
-            report.reject(line, error);
-        }
-        report.rejected.sort_by_key(|rejected| rejected.line);
-        Ok(report)
-    })
-    .await?;
+    let report = blocking(move || import_rows(&store, &bytes)).await?;
     state.store.flush().await?;
     Ok(Json(json!(report)))
+}
+
+/// Applies an import body (any format [`import`] takes) row by row and reports what it
+/// did: shared by the API and the console. The caller flushes.
+pub(crate) fn import_rows(
+    store: &crate::store::Store,
+    bytes: &[u8],
+) -> Result<ImportReport, StoreError> {
+    let now = Timestamp::now();
+    let mut report = ImportReport::default();
+    let mut apply = |row: ImportRow| -> Result<(), StoreError> {
+        let line = row.line;
+        match validate(row, now) {
+            Err(error) => report.reject(line, error),
+            Ok((request, created_at)) => match store.suppress_since(&request, created_at, now)?.1 {
+                SuppressOutcome::Added => report.added += 1,
+                SuppressOutcome::Extended | SuppressOutcome::Upgraded => {
+                    report.updated += 1;
+                }
+                SuppressOutcome::Unchanged => report.unchanged += 1,
+            },
+        }
+        Ok(())
+    };
+    let parse_errors = read_rows(bytes, &mut apply)?;
+    for (line, error) in parse_errors {
+        report.reject(line, error);
+    }
+    report.rejected.sort_by_key(|rejected| rejected.line);
+    Ok(report)
 }
 
 /// Turns a row into a suppress request and the `created_at` to keep.

@@ -27,6 +27,7 @@
 //! | `alerts` | alert id | alert JSON (sent, logged or folded) |
 //! | `alert_throttle` | throttle key | throttle window JSON |
 //! | `suppressions` | bare address | suppression JSON |
+//! | `suppression_domains` | domain, `0x00`, bare address (and an empty marker key: built) | empty; not backed up, rebuilt when missing |
 //! | `sources` | source name | source record JSON: last receive time, SNS subscriptions |
 //! | `certificates` | certificate URL | PEM signing certificate fetched from it |
 //! | `meta` | name | schema version, event count (u64), last purge (JSON) |
@@ -61,6 +62,8 @@ pub const ALERTS: &str = "alerts";
 pub const ALERT_THROTTLE: &str = "alert_throttle";
 /// Suppressed addresses.
 pub const SUPPRESSIONS: &str = "suppressions";
+/// Index of suppressed addresses by domain (see `suppressions`).
+pub const SUPPRESSION_DOMAINS: &str = "suppression_domains";
 /// Per-source bookkeeping (see `sources::SourceRecord`).
 pub const SOURCES: &str = "sources";
 /// Signing certificates fetched for SNS verification.

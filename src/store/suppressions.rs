@@ -1,6 +1,12 @@
 //! The suppression list: one entry per address, with where it came from, when it expires
 //! and a history of changes. Addresses are keyed in their normalized form (domain
 //! lower-cased, local part exact), so lookups are a single point read.
+//!
+//! A second tree ([`keys::SUPPRESSION_DOMAINS`]) indexes the keys by domain, so that a
+//! domain's entries are a prefix scan. It is a superset of the entries: its key is written
+//! before a new entry (so a crash cannot leave an entry unindexed), removed after a purged
+//! one, and built once from the entries when missing (an older store, a restored backup),
+//! which its marker key records.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -298,6 +304,12 @@ impl Store {
             let Some((entry, result)) = change(existing) else {
                 return Ok(None);
             };
+            if current.is_none() {
+                // Built first (once per store), so the marker is set while the tree is
+                // small and a later domain search never pays for it.
+                self.ensure_domain_index()?
+                    .insert(domain_key(address), &[] as &[u8])?;
+            }
             let bytes = serde_json::to_vec(&entry).expect("suppression serializes");
             match tree.compare_and_swap(address.as_bytes(), current, Some(bytes))? {
                 Ok(()) => return Ok(Some((entry, result))),
@@ -345,11 +357,98 @@ impl Store {
             }
             true
         })?;
+        let index = self.domain_index()?;
         for address in &expired {
             self.trees().suppressions.remove(address.as_bytes())?;
+            index.remove(domain_key(address))?;
         }
         Ok(expired.len())
     }
+}
+
+impl Store {
+    /// The domain index tree (sled hands back the tree it already opened).
+    fn domain_index(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.inner.db.open_tree(keys::SUPPRESSION_DOMAINS)?)
+    }
+
+    /// Builds the domain index from the entries unless its marker says it is complete:
+    /// one scan of the keys, once per store.
+    fn ensure_domain_index(&self) -> Result<sled::Tree, StoreError> {
+        let index = self.domain_index()?;
+        if index.contains_key(DOMAIN_INDEX_BUILT)? {
+            return Ok(index);
+        }
+        let mut batch = sled::Batch::default();
+        let mut indexed = 0usize;
+        for key in self.trees().suppressions.iter().keys() {
+            let key = key?;
+            if let Ok(address) = std::str::from_utf8(&key) {
+                batch.insert(domain_key(address), &[] as &[u8]);
+                indexed += 1;
+                if indexed % 4096 == 0 {
+                    index.apply_batch(std::mem::take(&mut batch))?;
+                }
+            }
+        }
+        index.apply_batch(batch)?;
+        index.insert(DOMAIN_INDEX_BUILT, &[] as &[u8])?;
+        tracing::info!(entries = indexed, "built the suppression domain index");
+        Ok(index)
+    }
+
+    /// Iterates the entries whose domain is `domain` (lower-case), in address order
+    /// starting after `after`, calling `visit` until it returns false: a prefix scan of
+    /// the domain index and one point read per entry, never a scan of the whole list.
+    pub fn scan_suppressions_in_domain(
+        &self,
+        domain: &str,
+        after: Option<&str>,
+        mut visit: impl FnMut(Suppression) -> bool,
+    ) -> Result<(), StoreError> {
+        let index = self.ensure_domain_index()?;
+        let mut prefix = domain.as_bytes().to_vec();
+        prefix.push(0);
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(domain_key(after)),
+            None => std::ops::Bound::Included(prefix.clone()),
+        };
+        let mut end = prefix.clone();
+        // The byte after the separator: every key of the domain sorts before it.
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        for key in index.range((start, std::ops::Bound::Excluded(end))) {
+            let (key, _) = key?;
+            let Some(address) = key
+                .get(prefix.len()..)
+                .and_then(|rest| std::str::from_utf8(rest).ok())
+            else {
+                continue;
+            };
+            // The index may name an entry that was never written or was purged.
+            let Some(entry) = self.read_suppression::<Suppression>(address)? else {
+                continue;
+            };
+            if !visit(entry) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Key of the domain index's marker: it sorts before every domain.
+const DOMAIN_INDEX_BUILT: &[u8] = b"";
+
+/// The domain index key of a stored address: its domain, `0x00`, the address.
+fn domain_key(address: &str) -> Vec<u8> {
+    let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
+    let mut key = Vec::with_capacity(domain.len() + 1 + address.len());
+    key.extend_from_slice(domain.to_lowercase().as_bytes());
+    key.push(0);
+    key.extend_from_slice(address.as_bytes());
+    key
 }
 
 fn push_history(entry: &mut Suppression, change: Change) {
@@ -435,5 +534,66 @@ mod tests {
             .unwrap();
         assert!(store.is_suppressed("john.doe@x.com", now).unwrap());
         assert!(store.is_suppressed("JOHN.DOE@x.com", now).unwrap());
+    }
+
+    #[test]
+    fn a_domain_is_a_prefix_scan_and_the_index_is_rebuilt_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now = Timestamp::now();
+        for address in ["b@x.com", "a@x.com", "c@x.com.au", "d@y.org", "e@xx.com"] {
+            store.suppress(&request(address, None), now).unwrap();
+        }
+        let domain = |after: Option<&str>| {
+            let mut found = Vec::new();
+            store
+                .scan_suppressions_in_domain("x.com", after, |entry| {
+                    found.push(entry.address);
+                    true
+                })
+                .unwrap();
+            found
+        };
+        assert_eq!(domain(None), ["a@x.com", "b@x.com"]);
+        assert_eq!(domain(Some("a@x.com")), ["b@x.com"]);
+        // A store without the index (an older build, a restored backup) builds it once.
+        store.domain_index().unwrap().clear().unwrap();
+        store
+            .trees()
+            .suppressions
+            .insert(
+                "z@x.com",
+                serde_json::to_vec(&Suppression {
+                    address: "z@x.com".into(),
+                    reason: "old".into(),
+                    source: None,
+                    event_id: None,
+                    rule: "manual".into(),
+                    created_at: now,
+                    updated_at: now,
+                    expires_at: None,
+                    active: true,
+                    history: Vec::new(),
+                })
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(domain(None), ["a@x.com", "b@x.com", "z@x.com"]);
+        // Purged entries leave the index with them.
+        let soon = now + jiff::SignedDuration::from_secs(1);
+        store
+            .suppress(&request("p@x.com", Some(soon)), now)
+            .unwrap();
+        store
+            .purge_expired_suppressions(soon + jiff::SignedDuration::from_secs(1))
+            .unwrap();
+        assert_eq!(domain(None), ["a@x.com", "b@x.com", "z@x.com"]);
+        assert!(
+            !store
+                .domain_index()
+                .unwrap()
+                .contains_key(domain_key("p@x.com"))
+                .unwrap()
+        );
     }
 }

@@ -21,4 +21,5 @@ mod ui_rules;
 mod ui_ops;
 mod ui_events;
 mod ui_overview;
+mod ui_suppressions;
 mod verification;
