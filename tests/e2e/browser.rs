@@ -83,7 +83,7 @@ where
     let profile = tempfile::tempdir().expect("profile directory");
     let client = connect(port, chromium.as_deref(), profile.path()).await;
     let outcome = tokio::spawn(steps(client.clone())).await;
-    save_screenshot(&client, name).await;
+    screenshot(&client, name).await;
     let _ = client.close().await;
     drop(driver);
     if let Err(error) = outcome {
@@ -137,7 +137,9 @@ async fn connect(port: u16, chromium: Option<&Path>, profile: &Path) -> Client {
     }
 }
 
-async fn save_screenshot(client: &Client, name: &str) {
+/// Saves what the browser shows now as `target/screenshots/<name>.png` (besides the one
+/// [`with_browser`] takes at the end).
+pub async fn screenshot(client: &Client, name: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     let _ = std::fs::create_dir_all(&dir);
     match client.screenshot().await {

@@ -95,6 +95,38 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    /// GETs console page `path` (following redirects): status and HTML.
+    pub async fn page(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("the page answers");
+        let status = response.status();
+        (status, response.text().await.expect("the page's HTML"))
+    }
+
+    /// Posts `form` to console `path` as a page of this origin does (the console refuses
+    /// unsafe requests without `Origin` or `Sec-Fetch-Site`), following redirects:
+    /// status and HTML.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, String) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("origin", format!("http://{}", self.address))
+            .form(form)
+            .send()
+            .await
+            .expect("the form answers");
+        let status = response.status();
+        (status, response.text().await.expect("the page's HTML"))
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.config.data_dir.clone()
@@ -386,6 +418,14 @@ impl TestApp {
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// A client that shows redirects instead of following them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
 }
 
 /// A `mailwarden serve` process, killed when dropped.

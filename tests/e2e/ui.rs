@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 
 use crate::browser::{self, log_in, wait_for_text, wait_until, with_browser};
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, no_redirects, spawn_app, spawn_app_with};
 
 const TOKEN: &str = "console-admin-token";
 
@@ -15,17 +15,9 @@ async fn app_with_token() -> TestApp {
     spawn_app_with(|config| config.admin_token = Some(Secret::new(TOKEN))).await
 }
 
-/// A client that shows redirects instead of following them.
-fn manual() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
 /// Logs in over HTTP and returns the `Cookie` header value of the session.
 async fn session_cookie(app: &TestApp) -> String {
-    let response = manual()
+    let response = no_redirects()
         .post(app.url("/ui/login"))
         .header("origin", format!("http://{}", app.address))
         .form(&[("token", TOKEN), ("next", "/ui/events")])
@@ -45,7 +37,7 @@ async fn session_cookie(app: &TestApp) -> String {
 #[tokio::test]
 async fn pages_need_a_login_when_a_token_is_set_and_a_cookie_never_opens_the_api() {
     let app = app_with_token().await;
-    let response = manual()
+    let response = no_redirects()
         .get(app.url("/ui/events?kind=bounce"))
         .send()
         .await
@@ -56,7 +48,7 @@ async fn pages_need_a_login_when_a_token_is_set_and_a_cookie_never_opens_the_api
         "/ui/login?next=%2Fui%2Fevents%3Fkind%3Dbounce"
     );
     // htmx requests are told where to go instead of getting the login page swapped in.
-    let response = manual()
+    let response = no_redirects()
         .get(app.url("/ui/events"))
         .header("hx-request", "true")
         .send()
@@ -71,14 +63,14 @@ async fn pages_need_a_login_when_a_token_is_set_and_a_cookie_never_opens_the_api
     );
 
     let cookie = session_cookie(&app).await;
-    let page = manual()
+    let page = no_redirects()
         .get(app.url("/ui/events"))
         .header(COOKIE, &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    let api = manual()
+    let api = no_redirects()
         .get(app.url("/api/events"))
         .header(COOKIE, &cookie)
         .send()
@@ -91,7 +83,7 @@ async fn pages_need_a_login_when_a_token_is_set_and_a_cookie_never_opens_the_api
     );
 
     // A forged or stale cookie is a login page, not a page.
-    let forged = manual()
+    let forged = no_redirects()
         .get(app.url("/ui/events"))
         .header(
             COOKIE,
@@ -108,7 +100,7 @@ async fn wrong_tokens_are_refused_and_limited_per_client() {
     let app = app_with_token().await;
     let origin = format!("http://{}", app.address);
     for attempt in 0..5 {
-        let response = manual()
+        let response = no_redirects()
             .post(app.url("/ui/login"))
             .header("origin", &origin)
             .form(&[("token", "guess")])
@@ -126,7 +118,7 @@ async fn wrong_tokens_are_refused_and_limited_per_client() {
     }
     // The sixth try in the minute is refused before the token is compared: even the
     // right one.
-    let response = manual()
+    let response = no_redirects()
         .post(app.url("/ui/login"))
         .header("origin", &origin)
         .form(&[("token", TOKEN)])
@@ -146,7 +138,7 @@ async fn unsafe_requests_from_another_site_are_refused_even_with_the_session() {
         ("sec-fetch-site", "same-site"),
         ("origin", "http://evil.example"),
     ] {
-        let response = manual()
+        let response = no_redirects()
             .post(app.url("/ui/logout"))
             .header(COOKIE, &cookie)
             .header(name, value)
@@ -156,7 +148,7 @@ async fn unsafe_requests_from_another_site_are_refused_even_with_the_session() {
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}: {value}");
     }
     // Without either header (not a browser) the post is refused too.
-    let response = manual()
+    let response = no_redirects()
         .post(app.url("/ui/logout"))
         .header(COOKIE, &cookie)
         .send()
@@ -164,7 +156,7 @@ async fn unsafe_requests_from_another_site_are_refused_even_with_the_session() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     // The session survived all of them.
-    let page = manual()
+    let page = no_redirects()
         .get(app.url("/ui"))
         .header(COOKIE, &cookie)
         .send()
@@ -182,7 +174,7 @@ async fn every_console_answer_carries_the_security_headers() {
         "/ui/no-such-page",
         "/ui/assets/style.css",
     ] {
-        let response = manual().get(app.url(path)).send().await.unwrap();
+        let response = no_redirects().get(app.url(path)).send().await.unwrap();
         let headers = response.headers();
         let csp = headers[CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
@@ -192,20 +184,20 @@ async fn every_console_answer_carries_the_security_headers() {
         assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
     }
     // Without a token (loopback only) the console is open, as the API is.
-    let response = manual().get(app.url("/ui")).send().await.unwrap();
+    let response = no_redirects().get(app.url("/ui")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.unwrap();
     assert!(!html.contains("Log out"), "nothing to log out of: {html}");
     // No inline script or style anywhere in the page.
     assert!(!html.contains("<script>"), "{html}");
     assert!(!html.contains(" style="), "{html}");
-    let missing = manual()
+    let missing = no_redirects()
         .get(app.url("/ui/no-such-page"))
         .send()
         .await
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let assets = manual()
+    let assets = no_redirects()
         .get(app.url("/ui/assets/htmx.min.js"))
         .send()
         .await

@@ -10,7 +10,7 @@ use mailwarden::config::Secret;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::browser::{log_in, wait_for, wait_for_text, wait_until, with_browser};
+use crate::browser::{self, log_in, wait_for, wait_for_text, wait_until, with_browser};
 use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
 
 const TOKEN: &str = "events-admin-token";
@@ -57,13 +57,6 @@ async fn post_sendpulse(app: &TestApp, elements: Vec<Value>) -> Vec<String> {
         .collect()
 }
 
-/// GETs a console page; returns status and HTML.
-async fn page(app: &TestApp, path: &str) -> (StatusCode, String) {
-    let response = app.client.get(app.url(path)).send().await.expect("page");
-    let status = response.status();
-    (status, response.text().await.expect("HTML"))
-}
-
 /// The event ids linked from the results table of a page, in order.
 fn linked_events(html: &str) -> Vec<String> {
     html.split("href=\"/ui/events/")
@@ -98,7 +91,7 @@ async fn post_mix(app: &TestApp) -> Vec<String> {
 async fn events_filter_by_address_domain_kind_source_and_time() {
     let app = spawn_app().await;
     let ids = post_mix(&app).await;
-    let (status, all) = page(&app, "/ui/events").await;
+    let (status, all) = app.page("/ui/events").await;
     assert_eq!(status, StatusCode::OK);
     // Newest first: the Postmark bounce, then the SendPulse ones in reverse.
     let mut newest_first = ids.clone();
@@ -114,9 +107,9 @@ async fn events_filter_by_address_domain_kind_source_and_time() {
     assert!(all.contains("hx-trigger=\"every 10s\""), "{all}");
     assert!(all.contains("Updated"), "{all}");
 
-    let (_, bob) = page(&app, "/ui/events?recipient=bob%40example.com").await;
+    let (_, bob) = app.page("/ui/events?recipient=bob%40example.com").await;
     assert_eq!(linked_events(&bob), vec![ids[2].clone(), ids[1].clone()]);
-    let (_, domain) = page(&app, "/ui/events?recipient=%40Example.com").await;
+    let (_, domain) = app.page("/ui/events?recipient=%40Example.com").await;
     assert_eq!(
         linked_events(&domain),
         vec![
@@ -127,18 +120,16 @@ async fn events_filter_by_address_domain_kind_source_and_time() {
         ],
         "@domain matches every address there (the Postmark fixture's john@ too), and only there"
     );
-    let (_, bounces) = page(&app, "/ui/events?kind=bounce").await;
+    let (_, bounces) = app.page("/ui/events?kind=bounce").await;
     assert_eq!(
         linked_events(&bounces),
         vec![ids[4].clone(), ids[2].clone()]
     );
-    let (_, postmark) = page(&app, "/ui/events?source=postmark").await;
+    let (_, postmark) = app.page("/ui/events?source=postmark").await;
     assert_eq!(linked_events(&postmark), vec![ids[4].clone()]);
-    let (_, both) = page(
-        &app,
-        "/ui/events?recipient=%40example.com&kind=delivered&source=sendpulse",
-    )
-    .await;
+    let (_, both) = app
+        .page("/ui/events?recipient=%40example.com&kind=delivered&source=sendpulse")
+        .await;
     assert_eq!(linked_events(&both), vec![ids[1].clone(), ids[0].clone()]);
 
     // Time range on receipt: a later batch, split from the first by a moment.
@@ -156,18 +147,18 @@ async fn events_filter_by_address_domain_kind_source_and_time() {
     )
     .await;
     let since = format!("/ui/events?since={}", split);
-    assert_eq!(linked_events(&page(&app, &since).await.1), later);
+    assert_eq!(linked_events(&app.page(&since).await.1), later);
     let until = format!("/ui/events?until={}", split);
-    assert_eq!(linked_events(&page(&app, &until).await.1), newest_first);
+    assert_eq!(linked_events(&app.page(&until).await.1), newest_first);
     // A date input's value is a UTC day.
-    let (_, today) = page(
-        &app,
-        &format!("/ui/events?since={}", split.strftime("%Y-%m-%d")),
-    )
-    .await;
+    let (_, today) = app
+        .page(&format!("/ui/events?since={}", split.strftime("%Y-%m-%d")))
+        .await;
     assert_eq!(linked_events(&today).len(), ids.len() + 1);
     // The form keeps what was asked for, in the form its inputs take.
-    let (_, form) = page(&app, "/ui/events?kind=bounce&since=2026-01-02T03%3A04").await;
+    let (_, form) = app
+        .page("/ui/events?kind=bounce&since=2026-01-02T03%3A04")
+        .await;
     assert!(form.contains("value=\"2026-01-02T03:04:00\""), "{form}");
     assert!(
         form.contains("<option value=\"bounce\" selected>"),
@@ -212,7 +203,7 @@ async fn events_page_by_cursor_and_bad_filters_are_400_with_a_message() {
     let mut seen = Vec::new();
     let mut path = "/ui/events?limit=3".to_owned();
     for _ in 0..5 {
-        let (status, html) = page(&app, &path).await;
+        let (status, html) = app.page(&path).await;
         assert_eq!(status, StatusCode::OK);
         seen.extend(linked_events(&html));
         let Some(next) = html
@@ -244,7 +235,7 @@ async fn events_page_by_cursor_and_bad_filters_are_400_with_a_message() {
         ("cursor=abc", "cursor:"),
         ("colour=red", "unknown field"),
     ] {
-        let (status, html) = page(&app, &format!("/ui/events?{query}")).await;
+        let (status, html) = app.page(&format!("/ui/events?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {html}");
         assert!(html.contains(message), "{query}: {html}");
     }
@@ -265,9 +256,9 @@ async fn events_page_by_cursor_and_bad_filters_are_400_with_a_message() {
     // The same parsing serves the API, which now takes @domain too.
     let api = app.events("recipient=%40example.com&limit=2").await;
     assert_eq!(api.len(), 2);
-    let (status, _) = page(&app, "/ui/events/evt_nope").await;
+    let (status, _) = app.page("/ui/events/evt_nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, html) = page(&app, "/ui/events/evt_1").await;
+    let (status, html) = app.page("/ui/events/evt_1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("There is no event evt_1"), "{html}");
 }
@@ -295,7 +286,7 @@ async fn event_detail_shows_fields_raw_body_rule_outcome_and_escapes_hostile_tex
     .await;
     assert_eq!(suppressed["event_id"], json!(id));
 
-    let (status, html) = page(&app, &format!("/ui/events/{id}")).await;
+    let (status, html) = app.page(&format!("/ui/events/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     // Normalized fields.
     for text in [
@@ -332,7 +323,7 @@ async fn event_detail_shows_fields_raw_body_rule_outcome_and_escapes_hostile_tex
         html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{html}"
     );
-    let (_, list) = page(&app, "/ui/events").await;
+    let (_, list) = app.page("/ui/events").await;
     assert!(!list.contains(hostile), "{list}");
     assert!(list.contains("&lt;script&gt;"), "{list}");
 }
@@ -356,7 +347,7 @@ async fn recipient_page_tells_the_story_of_a_suppressed_address() {
     })
     .await;
 
-    let (status, html) = page(&app, "/ui/recipient?address=dan%40EXAMPLE.com").await;
+    let (status, html) = app.page("/ui/recipient?address=dan%40EXAMPLE.com").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains("<h1>dan@example.com</h1>"),
@@ -383,24 +374,16 @@ async fn recipient_page_tells_the_story_of_a_suppressed_address() {
     assert!(html.contains("What the rules did because of it"), "{html}");
 
     // Never seen: a calm empty state. Malformed: a clear message, 400.
-    let (status, html) = page(&app, "/ui/recipient?address=nobody%40example.com").await;
+    let (status, html) = app.page("/ui/recipient?address=nobody%40example.com").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Nothing known about this address"), "{html}");
-    let (status, html) = page(&app, "/ui/recipient?address=%3Cscript%3E").await;
+    let (status, html) = app.page("/ui/recipient?address=%3Cscript%3E").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("is not an e-mail address"), "{html}");
     assert!(!html.contains("<script>"), "{html}");
-    let (status, html) = page(&app, "/ui/recipient").await;
+    let (status, html) = app.page("/ui/recipient").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("name=\"address\""), "a search box: {html}");
-}
-
-async fn save(client: &fantoccini::Client, name: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(png) = client.screenshot().await {
-        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
-    }
 }
 
 #[tokio::test]
@@ -438,7 +421,7 @@ async fn a_browser_finds_a_recipient_from_the_events_filter_and_opens_its_page()
     with_browser("ui_events_recipient", move |client| async move {
         log_in(&client, &base, "/ui/events", TOKEN).await;
         wait_for(&client, Locator::Css("table.events")).await;
-        save(&client, "ui_events_list").await;
+        browser::screenshot(&client, "ui_events_list").await;
         let field = wait_for(&client, Locator::Id("f-recipient")).await;
         field.send_keys("jane@example.com").await.unwrap();
         client
@@ -469,12 +452,12 @@ async fn a_browser_finds_a_recipient_from_the_events_filter_and_opens_its_page()
         assert!(text.contains("jane@example.com"), "{text}");
         assert!(text.contains("suppressed"), "{text}");
         assert!(text.contains(&bounce), "its bounce is listed: {text}");
-        save(&client, "ui_events_recipient_desktop").await;
+        browser::screenshot(&client, "ui_events_recipient_desktop").await;
         // And on a phone: the event list from the filter, then the recipient's page.
         client.set_window_size(390, 844).await.unwrap();
         client.back().await.unwrap();
         wait_for(&client, Locator::Css("table.events")).await;
-        save(&client, "ui_events_phone").await;
+        browser::screenshot(&client, "ui_events_phone").await;
         client.forward().await.unwrap();
         wait_for(&client, Locator::Id("h-events")).await;
     })

@@ -13,8 +13,8 @@ use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 
 use crate::actions::{use_smtp, write_rule};
-use crate::browser::{log_in, wait_for, wait_for_text, wait_until, with_browser};
-use crate::helpers::{TestApp, eventually, spawn_app_with};
+use crate::browser::{self, log_in, wait_for, wait_for_text, wait_until, with_browser};
+use crate::helpers::{TestApp, eventually, no_redirects, spawn_app_with};
 use crate::sinks::SmtpSink;
 
 const TOKEN: &str = "ops-console-token";
@@ -116,23 +116,9 @@ fn bounces(recipients: &[&str]) -> String {
     Value::Array(events).to_string()
 }
 
-/// A client that shows redirects instead of following them.
-fn manual() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// GETs a console page; returns status and HTML.
-async fn page(app: &TestApp, path: &str) -> (StatusCode, String) {
-    let response = manual().get(app.url(path)).send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
-}
-
 /// POSTs a form from a page of the console; returns the redirect target.
-async fn post_form(app: &TestApp, path: &str, form: &[(&str, &str)]) -> String {
-    let response = manual()
+async fn post_form_redirect(app: &TestApp, path: &str, form: &[(&str, &str)]) -> String {
+    let response = no_redirects()
         .post(app.url(path))
         .header("origin", format!("http://{}", app.address))
         .form(form)
@@ -170,7 +156,7 @@ async fn a_dead_letter_shows_its_attempts_and_response_and_a_retry_finishes_it()
     let id = dead[0]["id"].as_str().unwrap().to_owned();
     let event = dead[0]["event_id"].as_str().unwrap().to_owned();
 
-    let (status, html) = page(&app, "/ui/outbox?status=dead").await;
+    let (status, html) = app.page("/ui/outbox?status=dead").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(&id), "{html}");
     assert!(html.contains("HTTP 500"), "{html}");
@@ -194,12 +180,12 @@ async fn a_dead_letter_shows_its_attempts_and_response_and_a_retry_finishes_it()
     assert!(!html.contains("s3cret"), "no query strings: {html}");
     assert!(html.contains(&receiver.host()), "breakers: {html}");
     // Pending shows nothing; the retrying tab neither.
-    let (_, pending) = page(&app, "/ui/outbox").await;
+    let (_, pending) = app.page("/ui/outbox").await;
     assert!(!pending.contains(&id), "{pending}");
 
     receiver.answer(200);
     let calls = receiver.calls();
-    let back = post_form(
+    let back = post_form_redirect(
         &app,
         &format!("/ui/outbox/{id}/retry"),
         &[("status", "dead")],
@@ -211,7 +197,7 @@ async fn a_dead_letter_shows_its_attempts_and_response_and_a_retry_finishes_it()
     })
     .await;
     let notice = eventually("the retry to be done", || async {
-        let response = manual()
+        let response = no_redirects()
             .get(app.url(&format!("/ui/outbox/{id}/state")))
             .send()
             .await
@@ -220,7 +206,7 @@ async fn a_dead_letter_shows_its_attempts_and_response_and_a_retry_finishes_it()
     })
     .await;
     assert!(notice.contains("Done:"), "{notice}");
-    let (_, html) = page(&app, &back).await;
+    let (_, html) = app.page(&back).await;
     assert!(html.contains("role=\"status\""), "{html}");
     assert!(
         html.contains("was carried out and left the outbox"),
@@ -245,7 +231,7 @@ async fn retry_all_shows_the_count_first_then_requeues_only_the_matching_host() 
     dead_letters(&app, 6).await;
 
     let host = crm.host();
-    let (status, html) = page(&app, &format!("/ui/outbox/retry-all?host={host}")).await;
+    let (status, html) = app.page(&format!("/ui/outbox/retry-all?host={host}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains(&format!("Retry 3 dead letters to {host}?")),
@@ -256,14 +242,14 @@ async fn retry_all_shows_the_count_first_then_requeues_only_the_matching_host() 
     assert_eq!(dead_letters(&app, 6).await.len(), 6);
 
     crm.answer(200);
-    let back = post_form(
+    let back = post_form_redirect(
         &app,
         "/ui/outbox/retry-all",
         &[("host", host.as_str()), ("kind", ""), ("through", &through)],
     )
     .await;
     assert!(back.contains("requeued=3"), "{back}");
-    let (_, html) = page(&app, &back).await;
+    let (_, html) = app.page(&back).await;
     assert!(
         html.contains(&format!("Requeued 3 dead letters to {host}")),
         "{html}"
@@ -295,14 +281,14 @@ async fn bad_outbox_filters_are_a_clear_400_page() {
         ("/ui/quarantine?cursor=x", "cursor:"),
         ("/ui/quarantine/nope", "not a quarantine entry id"),
     ] {
-        let (status, html) = page(&app, path).await;
+        let (status, html) = app.page(path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {html}");
         assert!(html.contains(message), "{path}: {html}");
         assert!(!html.contains("<script>"), "{path}: {html}");
     }
-    let (status, _) = page(&app, "/ui/quarantine/evt_1").await;
+    let (status, _) = app.page("/ui/quarantine/evt_1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, html) = page(&app, "/ui/outbox/retry-all").await;
+    let (status, html) = app.page("/ui/outbox/retry-all").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("No dead letters to retry."), "{html}");
 }
@@ -330,7 +316,7 @@ async fn the_alerts_page_shows_an_alert_sent_to_a_real_smtp_sink() {
     })
     .await;
 
-    let (status, html) = page(&app, "/ui/alerts").await;
+    let (status, html) = app.page("/ui/alerts").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains("[mailwarden] Bounced &lt;b&gt;example@example.com"),
@@ -364,7 +350,7 @@ async fn quarantine_shows_a_malformed_body_and_a_bad_element_with_their_causes_e
     let (status, answer) = app.post("sendpulse", element.to_string()).await;
     assert_eq!(status, 200, "{answer}");
 
-    let (status, html) = page(&app, "/ui/quarantine").await;
+    let (status, html) = app.page("/ui/quarantine").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(&whole), "{html}");
     assert!(html.contains("whole body"), "{html}");
@@ -373,7 +359,7 @@ async fn quarantine_shows_a_malformed_body_and_a_bad_element_with_their_causes_e
     assert!(html.contains("&lt;script&gt;alert(2)"), "{html}");
     assert!(!html.contains("<script>alert"), "{html}");
 
-    let (status, html) = page(&app, &format!("/ui/quarantine/{whole}")).await;
+    let (status, html) = app.page(&format!("/ui/quarantine/{whole}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("The request body"), "{html}");
     assert!(
@@ -391,7 +377,7 @@ async fn the_sources_page_lists_the_default_sources_with_webhook_urls_and_verifi
         .post_fixture("sendpulse", "sendpulse/hard_bounces.json")
         .await;
     assert_eq!(status, 200, "{answer}");
-    let (status, html) = page(&app, "/ui/sources").await;
+    let (status, html) = app.page("/ui/sources").await;
     assert_eq!(status, StatusCode::OK);
     let (_, api) = app.get("/api/sources").await;
     for source in api["sources"].as_array().unwrap() {
@@ -420,14 +406,6 @@ async fn the_sources_page_lists_the_default_sources_with_webhook_urls_and_verifi
     );
     assert!(!row("sendpulse").contains("never"), "{}", row("sendpulse"));
     assert!(row("postmark").contains("never"), "{}", row("postmark"));
-}
-
-/// Saves a screenshot of the page as it is now, besides the one each test ends with.
-async fn snap(client: &fantoccini::Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let png = client.screenshot().await.unwrap();
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
 #[tokio::test]
@@ -462,7 +440,7 @@ async fn a_browser_filters_dead_letters_and_retries_one() {
     with_browser("ui_ops_retry_dead_letter", move |client| async move {
         log_in(&client, &base, "/ui/sources", TOKEN).await;
         wait_for_text(&client, "Webhook URL").await;
-        snap(&client, "ui_ops_sources").await;
+        browser::screenshot(&client, "ui_ops_sources").await;
         client.goto(&format!("{base}/ui/outbox")).await.unwrap();
         wait_for_text(&client, "Destinations").await;
         // Dead letters, then narrowed to the host through the filter form.
@@ -490,9 +468,9 @@ async fn a_browser_filters_dead_letters_and_retries_one() {
         wait_for_text(&client, &format!("Dead letters to {host}")).await;
         wait_for_text(&client, "crm down").await;
         client.set_window_size(390, 844).await.unwrap();
-        snap(&client, "ui_ops_outbox_phone").await;
+        browser::screenshot(&client, "ui_ops_outbox_phone").await;
         client.set_window_size(1280, 900).await.unwrap();
-        snap(&client, "ui_ops_outbox_dead").await;
+        browser::screenshot(&client, "ui_ops_outbox_dead").await;
         wait_for(&client, Locator::Css("button[aria-label^='Retry evt_']"))
             .await
             .click()
@@ -539,11 +517,11 @@ async fn a_browser_reads_an_alert_and_opens_a_quarantined_body() {
             .await
             .unwrap();
         wait_for_text(&client, "The address is gone.").await;
-        snap(&client, "ui_ops_alerts").await;
+        browser::screenshot(&client, "ui_ops_alerts").await;
 
         client.goto(&format!("{base}/ui/quarantine")).await.unwrap();
         wait_for_text(&client, "whole body").await;
-        snap(&client, "ui_ops_quarantine").await;
+        browser::screenshot(&client, "ui_ops_quarantine").await;
         wait_for(&client, Locator::Css("table.quarantine a.mono"))
             .await
             .click()

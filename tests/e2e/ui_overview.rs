@@ -10,19 +10,6 @@ use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const TOKEN: &str = "overview-admin-token";
 
-/// GETs a console page without a session (the test server has no token) and returns
-/// status and body.
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .send()
-        .await
-        .expect("the page answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("a body"))
-}
-
 /// The value and change text of the card called `name`.
 fn card(html: &str, name: &str) -> (String, String) {
     let start = html
@@ -138,7 +125,7 @@ async fn the_overview_counts_posted_webhooks_and_says_too_few_sends() {
         .unwrap();
     assert_eq!(response.status(), 201);
 
-    let (status, html) = page(&app, "/ui?period=24h").await;
+    let (status, html) = app.page("/ui?period=24h").await;
     assert_eq!(status, 200, "{html}");
     // Sends: SendPulse's delivery and two bounces, SendGrid's delivery.
     assert_eq!(card(&html, "Sends").0, "4");
@@ -181,7 +168,7 @@ async fn the_overview_counts_posted_webhooks_and_says_too_few_sends() {
     assert!(html.contains("href=\"/ui/events?recipient=%40example.com&amp;kind=bounce\""));
 
     // The 30-day view counts the same events in day buckets.
-    let (_, html) = page(&app, "/ui?period=30d").await;
+    let (_, html) = app.page("/ui?period=30d").await;
     assert_eq!(card(&html, "Sends").0, "4");
     assert!(html.contains("Bounce rate per day"), "{html}");
 }
@@ -189,7 +176,7 @@ async fn the_overview_counts_posted_webhooks_and_says_too_few_sends() {
 #[tokio::test]
 async fn an_empty_store_shows_friendly_empty_states() {
     let app = spawn_app().await;
-    let (status, html) = page(&app, "/ui").await;
+    let (status, html) = app.page("/ui").await;
     assert_eq!(status, 200);
     assert!(
         html.contains("No events in this period or the one before."),
@@ -206,10 +193,10 @@ async fn an_empty_store_shows_friendly_empty_states() {
 #[tokio::test]
 async fn bad_periods_and_sources_are_a_clear_400_page() {
     let app = spawn_app().await;
-    let (status, html) = page(&app, "/ui?period=1y").await;
+    let (status, html) = app.page("/ui?period=1y").await;
     assert_eq!(status, 400);
     assert!(html.contains("period must be 24h, 7d or 30d"), "{html}");
-    let (status, html) = page(&app, "/ui/overview/live?source=%3Cscript%3Ex").await;
+    let (status, html) = app.page("/ui/overview/live?source=%3Cscript%3Ex").await;
     assert_eq!(status, 400);
     assert!(
         html.contains("there is no source `&lt;script&gt;x`"),
@@ -223,7 +210,7 @@ async fn rates_are_shown_from_five_hundred_sends() {
     let app = spawn_app().await;
     // 469 deliveries and 30 hard bounces: 499 sends, one short.
     post_sendgrid(&app, sendgrid_batch("a", 469, 30)).await;
-    let (_, html) = page(&app, "/ui?source=sendgrid").await;
+    let (_, html) = app.page("/ui?source=sendgrid").await;
     let sendgrid = row(&html, "Rates by source,", "sendgrid");
     assert_eq!(sendgrid[..3], ["499", "30", "too few sends"]);
     let total = row(&html, "Bounce rate per day", "Whole period");
@@ -232,7 +219,7 @@ async fn rates_are_shown_from_five_hundred_sends() {
 
     // One more delivery: 30 of 500 is 6 %, over SES's review level.
     post_sendgrid(&app, sendgrid_batch("b", 1, 0)).await;
-    let (_, html) = page(&app, "/ui?source=sendgrid").await;
+    let (_, html) = app.page("/ui?source=sendgrid").await;
     let sendgrid = row(&html, "Rates by source,", "sendgrid");
     assert_eq!(
         sendgrid[..3],
@@ -261,7 +248,7 @@ async fn rates_are_shown_from_five_hundred_sends() {
 async fn the_live_fragment_is_a_fragment_with_the_updated_stamp() {
     let app = spawn_app().await;
     post_the_four_kinds(&app).await;
-    let (_, html) = page(&app, "/ui?period=30d").await;
+    let (_, html) = app.page("/ui?period=30d").await;
     assert!(
         html.contains(
             "hx-get=\"/ui/overview/live?period=30d\" hx-trigger=\"every 15s\" hx-swap=\"innerHTML\""

@@ -69,18 +69,6 @@ async fn post_mixed_fixtures(app: &TestApp) -> (usize, Vec<&'static str>) {
     )
 }
 
-/// GETs a console page; returns status and HTML.
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .send()
-        .await
-        .expect("page answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("HTML"))
-}
-
 /// Tries `source` over the last 24 hours as htmx does; returns status and the fragment.
 async fn try_draft(app: &TestApp, source: &str, htmx: bool) -> (u16, String) {
     try_draft_with(
@@ -142,7 +130,7 @@ async fn the_rules_page_lists_a_loaded_rule_with_its_hits() {
     })
     .await;
 
-    let (status, html) = page(&app, "/ui/rules").await;
+    let (status, html) = app.page("/ui/rules").await;
     assert_eq!(status, 200, "{html}");
     let row = row_of(&html, "tag_bounces");
     assert!(row.contains("running"), "{row}");
@@ -157,11 +145,11 @@ async fn the_rules_page_lists_a_loaded_rule_with_its_hits() {
     assert!(html.contains("Rule set last changed"), "{html}");
 
     // Its source, read-only, with a draft form prefilled from it.
-    let (status, html) = page(&app, "/ui/rules/tag_bounces").await;
+    let (status, html) = app.page("/ui/rules/tag_bounces").await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("tag(&quot;b&quot;);"), "{html}");
     assert!(html.contains("rules/tag_bounces.rhai"), "{html}");
-    let (status, _) = page(&app, "/ui/rules/no_such_rule").await;
+    let (status, _) = app.page("/ui/rules/no_such_rule").await;
     assert_eq!(status, 404);
 }
 
@@ -180,7 +168,7 @@ async fn a_broken_rule_file_shows_its_compile_error_with_the_line() {
     );
     write_rule(&dir, "fresh", "// on: bounce\nlet = 5;\n");
     let html = eventually("both compile errors on the page", || async {
-        let (_, html) = page(&app, "/ui/rules").await;
+        let (_, html) = app.page("/ui/rules").await;
         (html.contains("href=\"/ui/rules/fresh\"") && html.contains("previous version runs"))
             .then_some(html)
     })
@@ -197,7 +185,7 @@ async fn a_broken_rule_file_shows_its_compile_error_with_the_line() {
     assert!(row_of(&html, "fresh").contains("not running"), "{html}");
 
     // The rule's page marks the line too.
-    let (status, html) = page(&app, "/ui/rules/hot").await;
+    let (status, html) = app.page("/ui/rules/hot").await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("id=\"L3\""), "{html}");
     assert!(html.contains("← the compile error"), "{html}");

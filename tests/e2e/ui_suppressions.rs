@@ -8,36 +8,10 @@ use mailwarden::config::Secret;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::browser::{log_in, wait_for, wait_for_text, with_browser};
+use crate::browser::{self, log_in, wait_for, wait_for_text, with_browser};
 use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
 
 const TOKEN: &str = "suppressions-admin-token";
-
-/// Opens a console page; returns status and HTML.
-async fn page(app: &TestApp, path: &str) -> (StatusCode, String) {
-    let response = app
-        .client
-        .get(app.url(path))
-        .send()
-        .await
-        .expect("page answers");
-    let status = response.status();
-    (status, response.text().await.expect("page text"))
-}
-
-/// Posts a console form from this origin; returns status and HTML.
-async fn post_form(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
-    let response = app
-        .client
-        .post(app.url(path))
-        .header("origin", format!("http://{}", app.address))
-        .form(form)
-        .send()
-        .await
-        .expect("form answers");
-    let status = response.status();
-    (status, response.text().await.expect("page text"))
-}
 
 /// Posts `contents` as the import form's file, as a browser does (multipart).
 async fn import_file(app: &TestApp, name: &str, contents: &str) -> (StatusCode, String) {
@@ -97,15 +71,6 @@ fn rows(html: &str) -> &str {
     &html[start..end]
 }
 
-/// Saves what the browser shows as `target/screenshots/<name>.png` (besides the one
-/// `with_browser` takes at the end).
-async fn save_screenshot(client: &fantoccini::Client, name: &str) {
-    let png = client.screenshot().await.expect("a screenshot");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshot directory");
-    std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
-}
-
 /// Copies a shipped rule into the app's rules directory.
 fn shipped_rule(config_rules: &Path, name: &str) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("rules/{name}.rhai"));
@@ -115,17 +80,17 @@ fn shipped_rule(config_rules: &Path, name: &str) {
 #[tokio::test]
 async fn a_suppression_added_with_the_form_is_listed_and_found_by_address_and_domain() {
     let app = spawn_app().await;
-    let (status, html) = post_form(
-        &app,
-        "/ui/suppressions",
-        &[
-            ("address", "Jane <jane@Example.com>"),
-            ("reason", "hard bounce"),
-            ("note", "550 mailbox unknown"),
-            ("expires", "30"),
-        ],
-    )
-    .await;
+    let (status, html) = app
+        .post_form(
+            "/ui/suppressions",
+            &[
+                ("address", "Jane <jane@Example.com>"),
+                ("reason", "hard bounce"),
+                ("note", "550 mailbox unknown"),
+                ("expires", "30"),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(
         html.contains("role=\"status\"") && html.contains("Suppressed jane@example.com until"),
@@ -138,7 +103,7 @@ async fn a_suppression_added_with_the_form_is_listed_and_found_by_address_and_do
     suppress(&app, "bob@example.com", "unsubscribed").await;
     suppress(&app, "carol@other.org", "spam complaint").await;
 
-    let (_, all) = page(&app, "/ui/suppressions").await;
+    let (_, all) = app.page("/ui/suppressions").await;
     for address in ["jane@example.com", "bob@example.com", "carol@other.org"] {
         assert!(rows(&all).contains(address), "{address}: {all}");
     }
@@ -148,23 +113,23 @@ async fn a_suppression_added_with_the_form_is_listed_and_found_by_address_and_do
         "{all}"
     );
 
-    let (_, one) = page(&app, "/ui/suppressions?q=bob%40example.com").await;
+    let (_, one) = app.page("/ui/suppressions?q=bob%40example.com").await;
     assert!(rows(&one).contains("bob@example.com"));
     assert!(!rows(&one).contains("jane@example.com"), "{one}");
 
-    let (_, domain) = page(&app, "/ui/suppressions?q=%40EXAMPLE.com").await;
+    let (_, domain) = app.page("/ui/suppressions?q=%40EXAMPLE.com").await;
     assert!(rows(&domain).contains("jane@example.com"));
     assert!(rows(&domain).contains("bob@example.com"));
     assert!(!rows(&domain).contains("carol@other.org"), "{domain}");
 
-    let (_, complaints) = page(&app, "/ui/suppressions?reason=complaint").await;
+    let (_, complaints) = app.page("/ui/suppressions?reason=complaint").await;
     assert!(rows(&complaints).contains("carol@other.org"));
     assert!(
         !rows(&complaints).contains("bob@example.com"),
         "{complaints}"
     );
 
-    let (_, expiring) = page(&app, "/ui/suppressions?state=expiring").await;
+    let (_, expiring) = app.page("/ui/suppressions?state=expiring").await;
     assert!(rows(&expiring).contains("jane@example.com"));
     assert!(!rows(&expiring).contains("bob@example.com"), "{expiring}");
 }
@@ -172,29 +137,29 @@ async fn a_suppression_added_with_the_form_is_listed_and_found_by_address_and_do
 #[tokio::test]
 async fn bad_form_values_and_filters_are_explained_not_failed() {
     let app = spawn_app().await;
-    let (status, html) = post_form(
-        &app,
-        "/ui/suppressions",
-        &[("address", "not an address"), ("reason", "hard bounce")],
-    )
-    .await;
+    let (status, html) = app
+        .post_form(
+            "/ui/suppressions",
+            &[("address", "not an address"), ("reason", "hard bounce")],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("id=\"add-error\""), "{html}");
     assert!(html.contains("is not an address"), "{html}");
     // The typed value stays in the form.
     assert!(html.contains("value=\"not an address\""), "{html}");
 
-    let (status, html) = post_form(
-        &app,
-        "/ui/suppressions",
-        &[("address", "a@example.com"), ("reason", "other")],
-    )
-    .await;
+    let (status, html) = app
+        .post_form(
+            "/ui/suppressions",
+            &[("address", "a@example.com"), ("reason", "other")],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("Say why in the note"), "{html}");
 
     for query in ["state=forever", "reason=boredom", "q=jane", "q=%40"] {
-        let (status, html) = page(&app, &format!("/ui/suppressions?{query}")).await;
+        let (status, html) = app.page(&format!("/ui/suppressions?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert!(html.contains("role=\"alert\""), "{query}: {html}");
     }
@@ -210,48 +175,48 @@ async fn removing_needs_a_reason_and_a_complaint_needs_its_confirmation() {
     assert_eq!(status, 200);
     let address = "john@example.com";
     eventually("the complaint suppresses the recipient", || async {
-        let (_, html) = page(&app, "/ui/suppressions?reason=complaint").await;
+        let (_, html) = app.page("/ui/suppressions?reason=complaint").await;
         rows(&html).contains(address).then_some(())
     })
     .await;
     let entry = "/ui/suppressions/entry?address=john%40example.com";
-    let (_, html) = page(&app, entry).await;
+    let (_, html) = app.page(entry).await;
     assert!(
         html.contains("I understand this address reported our mail as spam"),
         "{html}"
     );
     assert!(html.contains("data-confirm="), "{html}");
 
-    let (status, html) = post_form(
-        &app,
-        "/ui/suppressions/remove",
-        &[("address", address), ("reason", "  ")],
-    )
-    .await;
+    let (status, html) = app
+        .post_form(
+            "/ui/suppressions/remove",
+            &[("address", address), ("reason", "  ")],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("Give a reason for removing it"), "{html}");
-    let (status, html) = post_form(
-        &app,
-        "/ui/suppressions/remove",
-        &[("address", address), ("reason", "customer asked by phone")],
-    )
-    .await;
+    let (status, html) = app
+        .post_form(
+            "/ui/suppressions/remove",
+            &[("address", address), ("reason", "customer asked by phone")],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("Tick the box to confirm"), "{html}");
     // Still suppressed after both refusals.
     let (status, _) = app.get(&format!("/api/suppressions/{address}")).await;
     assert_eq!(status, 200);
 
-    let (status, html) = post_form(
-        &app,
-        "/ui/suppressions/remove",
-        &[
-            ("address", address),
-            ("reason", "customer asked by phone"),
-            ("confirm_complaint", "yes"),
-        ],
-    )
-    .await;
+    let (status, html) = app
+        .post_form(
+            "/ui/suppressions/remove",
+            &[
+                ("address", address),
+                ("reason", "customer asked by phone"),
+                ("confirm_complaint", "yes"),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(
         html.contains("Removed the suppression of john@example.com"),
@@ -261,7 +226,7 @@ async fn removing_needs_a_reason_and_a_complaint_needs_its_confirmation() {
     assert_eq!(status, 404);
 
     // The history has the complaint that added it and the removal with its reason.
-    let (_, html) = page(&app, entry).await;
+    let (_, html) = app.page(entry).await;
     let history = &html[html.find("id=\"entry-history\"").expect("a history")..];
     assert!(history.contains("removed"), "{history}");
     assert!(history.contains("customer asked by phone"), "{history}");
@@ -303,7 +268,7 @@ async fn csv_and_jsonl_files_are_imported_and_the_filter_is_exported() {
     assert!(html.contains("Choose a CSV or JSONL file"), "{html}");
 
     // The export links carry the filter; the CSV holds only what it shows.
-    let (_, html) = page(&app, "/ui/suppressions?q=%40example.com").await;
+    let (_, html) = app.page("/ui/suppressions?q=%40example.com").await;
     assert!(
         html.contains("/ui/suppressions/export?q=%40example.com&amp;format=csv"),
         "{html}"
@@ -335,11 +300,9 @@ async fn csv_and_jsonl_files_are_imported_and_the_filter_is_exported() {
     );
     assert!(!csv.contains("cat@example.org"), "{csv}");
 
-    let (_, jsonl) = page(
-        &app,
-        "/ui/suppressions/export?reason=complaint&format=jsonl",
-    )
-    .await;
+    let (_, jsonl) = app
+        .page("/ui/suppressions/export?reason=complaint&format=jsonl")
+        .await;
     assert_eq!(jsonl.lines().count(), 1, "{jsonl}");
     assert!(jsonl.contains("\"address\":\"cat@example.org\""), "{jsonl}");
 }
@@ -348,26 +311,23 @@ async fn csv_and_jsonl_files_are_imported_and_the_filter_is_exported() {
 async fn hostile_addresses_and_reasons_are_escaped() {
     let app = spawn_app().await;
     let address = "'\"&onmouseover=x@example.com";
-    let (status, html) = post_form(
-        &app,
-        "/ui/suppressions",
-        &[
-            ("address", address),
-            ("reason", "other"),
-            ("note", "<script>alert(1)</script>"),
-        ],
-    )
-    .await;
+    let (status, html) = app
+        .post_form(
+            "/ui/suppressions",
+            &[
+                ("address", address),
+                ("reason", "other"),
+                ("note", "<script>alert(1)</script>"),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{html}");
     for html in [
         html,
-        page(&app, "/ui/suppressions").await.1,
-        page(
-            &app,
-            "/ui/suppressions/entry?address=%27%22%26onmouseover%3Dx%40example.com",
-        )
-        .await
-        .1,
+        app.page("/ui/suppressions").await.1,
+        app.page("/ui/suppressions/entry?address=%27%22%26onmouseover%3Dx%40example.com")
+            .await
+            .1,
     ] {
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(
@@ -405,9 +365,9 @@ async fn a_browser_finds_a_suppression_removes_it_with_a_reason_and_sees_the_his
             .await
             .unwrap();
         wait_for_text(&client, "2 suppressions shown").await;
-        save_screenshot(&client, "ui_suppressions_list").await;
+        browser::screenshot(&client, "ui_suppressions_list").await;
         client.set_window_size(390, 844).await.unwrap();
-        save_screenshot(&client, "ui_suppressions_phone").await;
+        browser::screenshot(&client, "ui_suppressions_phone").await;
         // Nothing but the table scrolls sideways on a phone.
         let width = client
             .execute("return document.documentElement.scrollWidth", vec![])
