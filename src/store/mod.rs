@@ -374,20 +374,33 @@ impl Store {
     }
 }
 
-/// Opens the sled database in `path`.
+/// How long opening waits for a lock held in this process: sled's background threads
+/// keep the file open for a moment after the last handle of a closed store is dropped
+/// (a restore, a reopen after a write failure).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the sled database in `path`; a lock still held after [`LOCK_WAIT`] is another
+/// process's.
 fn open_db(path: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(options.cache_capacity)
-        .mode(sled::Mode::HighThroughput)
-        .open()
-        .map_err(|error| match error {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
             // sled reports a held file lock only through this message.
-            sled::Error::Io(ref io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked(path.to_owned())
+            Err(sled::Error::Io(ref io)) if io.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(StoreError::Locked(path.to_owned()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            other => StoreError::Sled(other),
-        })
+            Err(other) => return Err(StoreError::Sled(other)),
+        }
+    }
 }
 
 /// A handle to the store that does not keep it open (for caches that outlive a service

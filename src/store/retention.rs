@@ -241,9 +241,23 @@ impl Store {
             Ok(more)
         })?;
         let cutoff_minute = events_cutoff.timestamp().as_second().max(0) as u64 / 60;
-        for resolution in [Resolution::Minute, Resolution::Hour] {
+        // Minute and hour buckets and the per-domain day counters go with the events;
+        // day buckets per source stay (a few bytes a day) for long-range charts.
+        let day = Resolution::Day.bucket(cutoff_minute);
+        let expired = [
+            (
+                keys::stats_prefix(Resolution::Minute, 0),
+                keys::stats_prefix(Resolution::Minute, cutoff_minute),
+            ),
+            (
+                keys::stats_prefix(Resolution::Hour, 0),
+                keys::stats_prefix(Resolution::Hour, Resolution::Hour.bucket(cutoff_minute)),
+            ),
+            (keys::domain_day_prefix(0), keys::domain_day_prefix(day)),
+        ];
+        for (start, end) in &expired {
             paced(&mut || {
-                let removed = purge_stats(&t.stats, resolution, cutoff_minute)?;
+                let removed = purge_keys(&t.stats, start, end)?;
                 record.stats_purged += removed;
                 Ok(removed as usize >= SLICE_KEYS)
             })?;
@@ -343,15 +357,9 @@ fn purge_range(tree: &sled::Tree, cutoff: EventId) -> Result<(u64, bool), StoreE
     Ok((removed, more))
 }
 
-/// Removes up to [`SLICE_KEYS`] stats buckets of `resolution` that start before
-/// `cutoff_minute`.
-fn purge_stats(
-    tree: &sled::Tree,
-    resolution: Resolution,
-    cutoff_minute: u64,
-) -> Result<u64, StoreError> {
-    let start = keys::stats_prefix(resolution, 0);
-    let end = keys::stats_prefix(resolution, resolution.bucket(cutoff_minute));
+/// Removes up to [`SLICE_KEYS`] keys of `tree` in `start..end` (stats buckets and
+/// counters that start before the cutoff).
+fn purge_keys(tree: &sled::Tree, start: &[u8], end: &[u8]) -> Result<u64, StoreError> {
     let mut batch = sled::Batch::default();
     let mut removed = 0;
     for key in tree.range(start..end).keys().take(SLICE_KEYS) {
@@ -429,5 +437,57 @@ impl Purger {
 impl Drop for Purger {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn counters_older_than_the_retention_go_and_day_buckets_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db"), &StoreOptions::default()).unwrap();
+        let now: Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
+        let minute = |at: Timestamp| at.as_second() as u64 / 60;
+        let old = minute(now) - 40 * 24 * 60;
+        let recent = minute(now) - 60;
+        let stats = &store.trees().stats;
+        let day = |m| Resolution::Day.bucket(m);
+        for m in [old, recent] {
+            let counts = keys::encode_counts(&[1]);
+            stats
+                .insert(
+                    keys::stats_key(Resolution::Hour, Resolution::Hour.bucket(m), "s"),
+                    counts.clone(),
+                )
+                .unwrap();
+            stats
+                .insert(
+                    keys::stats_key(Resolution::Day, day(m), "s"),
+                    counts.clone(),
+                )
+                .unwrap();
+            stats
+                .insert(keys::domain_day_key(day(m), "example.com"), counts)
+                .unwrap();
+        }
+        let retention = Retention {
+            events: SignedDuration::from_hours(30 * 24),
+            outbox: SignedDuration::from_hours(30 * 24),
+            quarantine: SignedDuration::from_hours(30 * 24),
+        };
+        let record = store.purge(&retention, now, &|_| false);
+        assert_eq!(record.stats_purged, 2, "{record:?}");
+        let left: Vec<_> = stats.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        assert!(left.contains(&keys::domain_day_key(day(recent), "example.com")));
+        assert!(!left.contains(&keys::domain_day_key(day(old), "example.com")));
+        assert!(left.contains(&keys::stats_key(Resolution::Day, day(old), "s")));
+        assert!(!left.contains(&keys::stats_key(
+            Resolution::Hour,
+            Resolution::Hour.bucket(old),
+            "s"
+        )));
     }
 }
