@@ -159,6 +159,11 @@ async fn pages(client: &reqwest::Client, address: SocketAddr) -> Vec<(String, St
             "events, by @domain",
             "/ui/events?recipient=%40d7.example".to_owned(),
         ),
+        // No event matches: the page reads its bound of entry heads and offers "Older".
+        (
+            "events, by a @domain never seen",
+            "/ui/events?recipient=%40nowhere.example".to_owned(),
+        ),
         ("events, hard bounces", "/ui/events?kind=bounce".to_owned()),
         (
             "events, complaints of one source",
@@ -177,6 +182,8 @@ async fn pages(client: &reqwest::Client, address: SocketAddr) -> Vec<(String, St
         ),
         ("rules", "/ui/rules".to_owned()),
         ("outbox", "/ui/outbox".to_owned()),
+        ("outbox, dead letters", "/ui/outbox?status=dead".to_owned()),
+        ("outbox, retry-all count", "/ui/outbox/retry-all".to_owned()),
         ("alerts", "/ui/alerts".to_owned()),
         ("quarantine", "/ui/quarantine".to_owned()),
         ("sources", "/ui/sources".to_owned()),

@@ -11,7 +11,9 @@ use crate::event::{EmailAddress, Event, EventId, EventKind};
 
 /// Most stored entries one page request looks at before it returns what it found with a
 /// cursor, so a filter that matches rarely cannot make one request scan the whole store.
-pub const MAX_SCAN: usize = 20_000;
+/// Entries are judged by their head (kind, recipient) without decoding: 100 000 of them
+/// take about 10 ms (the console benchmark's "@domain never seen" row reads 20 000 in 2 ms).
+pub const MAX_SCAN: usize = 100_000;
 
 /// A filter over stored events, newest first.
 #[derive(Debug, Clone, Default)]
