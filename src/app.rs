@@ -55,6 +55,16 @@ impl Application {
     /// Checks the configuration, binds the listener and opens the store.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
+        if let Some(options) = config.storage.postgres() {
+            let store = open_postgres(&options).await?;
+            anyhow::bail!(
+                "the PostgreSQL store at {} is reachable and its schema is current, but this \
+                 version of mailwarden cannot serve from PostgreSQL yet: only `mailwarden \
+                 migrate` uses it. Remove storage.backend (or set it to \"sled\") to serve \
+                 from the embedded store.",
+                store.target()
+            );
+        }
         // Installed first, so that gauges set while building are recorded.
         telemetry::metrics_handle();
         // reqwest and lettre use rustls without choosing a crypto provider themselves.
@@ -297,6 +307,24 @@ pub fn store_options(config: &Config) -> StoreOptions {
         fold_local_parts: config.suppressions.case_insensitive_local_part,
         max_queued_requests: config.ingest.max_queued_requests,
     }
+}
+
+/// Connects to the PostgreSQL store and brings its schema to this build's version (under
+/// the migration lock, so nodes starting together do not race); each failure says what
+/// to fix.
+pub async fn open_postgres(
+    options: &crate::store::postgres::PgOptions,
+) -> anyhow::Result<crate::store::postgres::PgStore> {
+    let store = crate::store::postgres::PgStore::connect(options).await?;
+    let applied = store.migrate().await?;
+    for step in &applied {
+        tracing::info!(
+            version = step.version,
+            name = step.name,
+            "applied schema migration"
+        );
+    }
+    Ok(store)
 }
 
 /// The store's directory inside the data directory.

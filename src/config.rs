@@ -309,6 +309,25 @@ pub struct StorageConfig {
     pub quarantine_retain_days: f64,
     /// Seconds between purges of expired records (the first runs at start).
     pub purge_interval_secs: u64,
+    /// Where events and suppressions live: `sled` (embedded, in `data_dir`) or
+    /// `postgres` (a database several nodes share; see `url`).
+    pub backend: Backend,
+    /// The PostgreSQL database of `backend = "postgres"`:
+    /// `postgres://user:password@host:port/database`; also `MAILWARDEN_STORAGE_URL`.
+    pub url: Option<Secret>,
+    /// Connections to PostgreSQL kept open at most by this node.
+    pub pool_size: usize,
+}
+
+/// The store behind the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded sled store in `data_dir` (the default).
+    #[default]
+    Sled,
+    /// A PostgreSQL database shared by several nodes.
+    Postgres,
 }
 
 impl Default for StorageConfig {
@@ -320,11 +339,25 @@ impl Default for StorageConfig {
             outbox_retain_days: 90.0,
             quarantine_retain_days: 90.0,
             purge_interval_secs: 3_600,
+            backend: Backend::Sled,
+            url: None,
+            pool_size: 16,
         }
     }
 }
 
 impl StorageConfig {
+    /// The PostgreSQL connection settings, when `backend = "postgres"` and a URL is set.
+    pub fn postgres(&self) -> Option<crate::store::postgres::PgOptions> {
+        match (self.backend, &self.url) {
+            (Backend::Postgres, Some(url)) => Some(crate::store::postgres::PgOptions {
+                url: url.clone(),
+                pool_size: self.pool_size,
+            }),
+            _ => None,
+        }
+    }
+
     /// Returns how long each kind of record is kept.
     pub fn retention(&self) -> crate::store::retention::Retention {
         let days = |days: f64| jiff::SignedDuration::from_secs_f64(days * 86_400.0);
@@ -540,6 +573,18 @@ impl Config {
         if let Some(token) = var("MAILWARDEN_ADMIN_TOKEN") {
             self.admin_token = Some(Secret(token));
         }
+        if let Some(backend) = var("MAILWARDEN_STORAGE_BACKEND") {
+            self.storage.backend = match backend.as_str() {
+                "sled" => Backend::Sled,
+                "postgres" => Backend::Postgres,
+                other => {
+                    bail!("MAILWARDEN_STORAGE_BACKEND `{other}` is neither `sled` nor `postgres`")
+                }
+            };
+        }
+        if let Some(url) = var("MAILWARDEN_STORAGE_URL") {
+            self.storage.url = Some(Secret(url));
+        }
         if let Some(bytes) = var("MAILWARDEN_MAX_BODY_BYTES") {
             self.ingest.max_body_bytes = bytes
                 .parse()
@@ -585,8 +630,8 @@ impl Config {
                 bail!("server.{name} must be between 1 and 3600 seconds");
             }
         }
-        if self.ui.session_hours == 0 {
-            bail!("ui.session_hours must be at least 1");
+        if !(1..=8_760).contains(&self.ui.session_hours) {
+            bail!("ui.session_hours must be between 1 and 8760 (a year)");
         }
         if self.ui.login_attempts_per_minute == 0 {
             bail!("ui.login_attempts_per_minute must be at least 1");
@@ -596,6 +641,14 @@ impl Config {
         }
         if !(8..=16 * 1024).contains(&self.storage.cache_capacity_mb) {
             bail!("storage.cache_capacity_mb must be between 8 and 16384");
+        }
+        if !(1..=1024).contains(&self.storage.pool_size) {
+            bail!("storage.pool_size must be between 1 and 1024");
+        }
+        if self.storage.backend == Backend::Postgres && self.storage.url.is_none() {
+            bail!(
+                "storage.backend = \"postgres\" needs storage.url (or MAILWARDEN_STORAGE_URL): postgres://user:password@host:port/database"
+            );
         }
         for (name, days) in [
             ("retain_days", self.storage.retain_days),
@@ -871,6 +924,9 @@ mod fuzz_tests {
                 ("outbox_retain_days", Float),
                 ("quarantine_retain_days", Float),
                 ("purge_interval_secs", Uint),
+                ("backend", Text),
+                ("url", Text),
+                ("pool_size", Uint),
             ],
         ),
         (
@@ -1199,6 +1255,8 @@ mod fuzz_tests {
             "MAILWARDEN_DATA_DIR",
             "MAILWARDEN_ADMIN_TOKEN",
             "MAILWARDEN_MAX_BODY_BYTES",
+            "MAILWARDEN_STORAGE_BACKEND",
+            "MAILWARDEN_STORAGE_URL",
             "MAILWARDEN_SOURCE_SENDGRID_TOKEN",
             "MAILWARDEN_SOURCE__URL",
             "MAILWARDEN_SOURCE_",

@@ -6,6 +6,7 @@ mod backup;
 mod check;
 mod eval;
 mod ingest;
+mod migrate;
 mod replay;
 mod restore;
 mod serve;
@@ -57,6 +58,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Build a new data directory from a backup file.
     Restore(restore::RestoreArgs),
+    /// Bring the PostgreSQL store's schema to this version (`--check`: only say what
+    /// would run). `serve` does it at start too.
+    Migrate(migrate::MigrateArgs),
 }
 
 impl Cli {
@@ -83,6 +87,7 @@ impl Cli {
             Command::Suppressions(args) => suppressions::run(args, token.as_deref()).await,
             Command::Backup(args) => backup::run(args, token.as_deref()).await,
             Command::Restore(args) => restore::run(args, &config),
+            Command::Migrate(args) => migrate::run(args, config).await,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod history;
 pub mod keys;
 pub mod outbox;
 pub mod overview;
+pub mod postgres;
 pub mod quarantine;
 pub(crate) mod recipients;
 pub mod retention;

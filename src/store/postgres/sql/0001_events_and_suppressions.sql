@@ -1,0 +1,125 @@
+-- Schema 1 of mailwarden's PostgreSQL store.
+--
+-- Every name starts with `mw_`, so that the store can share a database (and its `public`
+-- schema) with other applications. Event ids are mailwarden's own (`EventId`: milliseconds
+-- since the Unix epoch in the high bits, a sequence in the low 16), stored as bigint; a day
+-- of events is therefore one range of ids, which is what the events are partitioned by.
+--
+-- Unreleased: until the PostgreSQL backend serves webhooks, this file may still change in
+-- place. From the first release that serves, changes go into new numbered files only.
+
+-- Normalized events, one row each, partitioned by day of receipt (the id's time), so that
+-- retention detaches and drops whole partitions instead of deleting rows.
+-- `mw_ensure_event_partitions` creates the days ahead; the default partition only catches
+-- ids outside every day created (a clock far off), and is normally empty.
+CREATE TABLE mw_events (
+    id bigint NOT NULL,
+    received_at timestamptz NOT NULL,
+    occurred_at timestamptz,
+    source text NOT NULL,
+    kind text NOT NULL,
+    recipient text NOT NULL,
+    recipient_domain text NOT NULL,
+    body_id bigint,
+    -- The event as the embedded store encodes it (`store::codec`), so that both backends
+    -- read and write one format.
+    record bytea NOT NULL,
+    PRIMARY KEY (id)
+) PARTITION BY RANGE (id);
+
+CREATE TABLE mw_events_default PARTITION OF mw_events DEFAULT;
+
+CREATE INDEX mw_events_recipient ON mw_events (recipient, id);
+CREATE INDEX mw_events_domain ON mw_events (recipient_domain, id);
+
+-- Deduplication keys of accepted events (a digest of source, kind, recipient and the
+-- provider's identity of the event). Not partitioned: a unique index of a partitioned
+-- table must contain the partition key, and a provider's retry arrives with a new id.
+-- Purged with their events, by `event_id`.
+CREATE TABLE mw_event_keys (
+    key bytea PRIMARY KEY,
+    event_id bigint NOT NULL
+);
+
+CREATE INDEX mw_event_keys_event ON mw_event_keys (event_id);
+
+-- Request bodies as received, which events' raw JSON points into.
+CREATE TABLE mw_bodies (
+    id bigint PRIMARY KEY,
+    header jsonb NOT NULL,
+    body bytea NOT NULL
+);
+
+-- Events waiting for the rules, claimed by one node at a time. Events of one recipient
+-- are evaluated in order: a node claims whole recipients (by `recipient_hash`).
+CREATE TABLE mw_pending (
+    event_id bigint PRIMARY KEY,
+    recipient_hash integer NOT NULL,
+    claimed_by text,
+    claimed_until timestamptz
+);
+
+CREATE INDEX mw_pending_recipient ON mw_pending (recipient_hash, event_id);
+
+-- The suppression list: one row per bare address, with its current state.
+CREATE TABLE mw_suppressions (
+    address text PRIMARY KEY,
+    domain text NOT NULL,
+    reason text NOT NULL,
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz,
+    record jsonb NOT NULL
+);
+
+CREATE INDEX mw_suppressions_domain ON mw_suppressions (domain, address);
+CREATE INDEX mw_suppressions_expiry ON mw_suppressions (expires_at)
+    WHERE expires_at IS NOT NULL;
+
+-- Every change of every address's suppression, oldest first.
+CREATE TABLE mw_suppression_history (
+    id bigserial PRIMARY KEY,
+    address text NOT NULL,
+    at timestamptz NOT NULL,
+    change jsonb NOT NULL
+);
+
+CREATE INDEX mw_suppression_history_address ON mw_suppression_history (address, id);
+
+-- Nodes sharing this database: what each last said about itself, so that a node whose
+-- rules differ from the others' can say so.
+CREATE TABLE mw_nodes (
+    node_id text PRIMARY KEY,
+    rules_hash text NOT NULL,
+    started_at timestamptz NOT NULL,
+    seen_at timestamptz NOT NULL
+);
+
+-- Creates the day partitions of `mw_events` from `first_day` for `days` days (those that
+-- exist are left alone). A day's bounds are the smallest ids of its first millisecond and
+-- of the next day's, in UTC.
+CREATE FUNCTION mw_ensure_event_partitions(first_day date, days integer)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    created integer := 0;
+    day date;
+    low bigint;
+    high bigint;
+    name text;
+BEGIN
+    FOR offset_days IN 0 .. days - 1 LOOP
+        day := first_day + offset_days;
+        name := 'mw_events_' || to_char(day, 'YYYYMMDD');
+        IF to_regclass(name) IS NULL THEN
+            low := (extract(epoch FROM day::timestamp)::bigint * 1000) << 16;
+            high := (extract(epoch FROM (day + 1)::timestamp)::bigint * 1000) << 16;
+            EXECUTE format(
+                'CREATE TABLE %I PARTITION OF mw_events FOR VALUES FROM (%s) TO (%s)',
+                name, low, high);
+            created := created + 1;
+        END IF;
+    END LOOP;
+    RETURN created;
+END;
+$$;
