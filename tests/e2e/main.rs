@@ -11,6 +11,7 @@ mod hardening;
 mod helpers;
 mod ingest;
 mod outbound;
+mod pg;
 mod rules;
 mod signing;
 mod sinks;
