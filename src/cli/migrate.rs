@@ -48,11 +48,11 @@ pub async fn run(args: MigrateArgs, config: Config) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     let store = PgStore::connect(&options).await?;
-    let before = store.migration_status().await?.current;
     let applied = store.migrate().await?;
     if applied.is_empty() {
+        let current = store.migration_status().await?.current;
         say(&format!(
-            "{}: schema already at version {before}",
+            "{}: schema already at version {current}",
             store.target()
         ));
     }

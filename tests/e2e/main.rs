@@ -12,6 +12,7 @@ mod helpers;
 mod ingest;
 mod outbound;
 mod pg;
+mod postgres;
 mod rules;
 mod signing;
 mod sinks;

@@ -33,7 +33,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("sql/0001_events_and_suppressions.sql"),
 }];
 
-/// Key of the advisory lock held while migrating (`mailward` in ASCII).
+/// Key of the advisory lock held while migrating (`mailward` in ASCII); the partition
+/// function of schema 1 takes the same one.
 const MIGRATION_LOCK: i64 = 0x6d61_696c_7761_7264;
 
 /// The bookkeeping table, created by the first migration run.
@@ -152,11 +153,16 @@ pub async fn apply(client: &mut tokio_postgres::Client) -> Result<Vec<Migration>
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(|e| sql_error("waiting for the migration lock", e))?;
-    transaction
-        .batch_execute(CREATE_BOOKKEEPING)
-        .await
-        .map_err(|e| sql_error("creating mw_schema_migrations", e))?;
-    let status = plan(&recorded(&transaction).await?)?;
+    // Created only when missing: `IF NOT EXISTS` alone would still need the right to
+    // create tables, which a node's role may rightly lack once the schema exists.
+    let mut status = plan(&recorded(&transaction).await?)?;
+    if status.current == 0 {
+        transaction
+            .batch_execute(CREATE_BOOKKEEPING)
+            .await
+            .map_err(|e| sql_error("creating mw_schema_migrations", e))?;
+        status = plan(&recorded(&transaction).await?)?;
+    }
     for step in &status.pending {
         let context = format!("applying schema {} ({})", step.version, step.name);
         transaction
@@ -200,6 +206,12 @@ mod tests {
             assert_eq!(step.version, i32::try_from(index).expect("few steps") + 1);
             assert!(!step.sql.trim().is_empty(), "{} is empty", step.name);
         }
+    }
+
+    #[test]
+    fn the_partition_function_queues_on_the_migration_lock() {
+        let call = format!("pg_advisory_xact_lock({MIGRATION_LOCK})");
+        assert!(MIGRATIONS[0].sql.contains(&call), "{call} not in schema 1");
     }
 
     #[test]

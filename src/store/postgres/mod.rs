@@ -330,17 +330,27 @@ impl PgStore {
         Ok(created)
     }
 
-    /// Checks that the role can read and write every table of the schema, naming the
-    /// ones it cannot.
+    /// Checks that the role can read and write every table of the schema (and use its
+    /// sequences), naming the ones it cannot.
     pub async fn check_rights(&self) -> Result<(), PgError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT c.relname FROM pg_class c
                  JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relname LIKE 'mw\\_%' AND c.relkind IN ('r', 'p')
+                 WHERE c.relname LIKE 'mw\\_%' AND NOT c.relispartition
                    AND n.nspname = ANY (current_schemas(false))
-                   AND NOT has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE')
+                   AND CASE c.relkind
+                       WHEN 'S' THEN NOT has_sequence_privilege(c.oid, 'USAGE')
+                       WHEN 'r' THEN NOT (has_table_privilege(c.oid, 'SELECT')
+                           AND has_table_privilege(c.oid, 'INSERT')
+                           AND has_table_privilege(c.oid, 'UPDATE')
+                           AND has_table_privilege(c.oid, 'DELETE'))
+                       WHEN 'p' THEN NOT (has_table_privilege(c.oid, 'SELECT')
+                           AND has_table_privilege(c.oid, 'INSERT')
+                           AND has_table_privilege(c.oid, 'UPDATE')
+                           AND has_table_privilege(c.oid, 'DELETE'))
+                       ELSE false END
                  ORDER BY c.relname",
                 &[],
             )
@@ -353,9 +363,9 @@ impl PgStore {
         Err(PgError::Rights {
             target: self.target.clone(),
             what: format!(
-                "it cannot read and write {}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}",
+                "it cannot read and write {}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}",
                 tables.join(", "),
-                self.target.role
+                role = self.target.role
             ),
         })
     }

@@ -108,6 +108,9 @@ DECLARE
     high bigint;
     name text;
 BEGIN
+    -- Nodes starting together would race to create the same day: the migration lock
+    -- (held to the end of the caller's transaction) puts them in a queue.
+    PERFORM pg_advisory_xact_lock(7881696737455338084);
     FOR offset_days IN 0 .. days - 1 LOOP
         day := first_day + offset_days;
         name := 'mw_events_' || to_char(day, 'YYYYMMDD');
