@@ -282,7 +282,7 @@ impl Caller {
         };
         let (outcome, health) = match request.body(payload).send().await {
             Ok(response) => self.classify(response).await,
-            Err(error) => classify_error(&error),
+            Err(error) => classify_error(error),
         };
         ticket.record(health, Instant::now());
         outcome
@@ -309,6 +309,8 @@ impl Caller {
                 }
                 Ok(None) => break,
                 Err(error) => {
+                    // No URL in the kept text (see `classify_error`).
+                    let error = error.without_url();
                     let what = if error.is_timeout() {
                         "timed out reading the response"
                     } else {
@@ -365,8 +367,12 @@ fn wall(until: Instant) -> Timestamp {
     super::breaker::at_wall(until, Instant::now(), Timestamp::now())
 }
 
-fn classify_error(error: &reqwest::Error) -> (CallOutcome, Health) {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
+/// Classifies a call that got no answer. The text kept (the action's `last_error`, the
+/// breaker's last error, both shown in the console) leaves out the URL reqwest puts in
+/// its errors: it can carry credentials (`?api_key=…`, a secret path).
+fn classify_error(error: reqwest::Error) -> (CallOutcome, Health) {
+    let error = error.without_url();
+    let mut source: Option<&dyn std::error::Error> = Some(&error);
     while let Some(current) = source {
         if let Some(guard) = current.downcast_ref::<GuardError>() {
             return (CallOutcome::Dead(guard.to_string()), Health::Unknown);
@@ -446,6 +452,31 @@ pub fn sign(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_cannot_connect_keeps_no_url_in_its_error() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = closed.local_addr().expect("bound").port();
+        drop(closed);
+        let caller = Caller::new(&OutboundConfig {
+            allow: vec!["127.0.0.1/32".into()],
+            ..OutboundConfig::default()
+        })
+        .expect("client builds");
+        let url = format!("http://127.0.0.1:{port}/services/T0/SECRET-PATH?api_key=SECRET");
+        let outcome = caller
+            .post("msg_1", &url, &serde_json::json!({}), &Default::default())
+            .await;
+        let CallOutcome::Retry { error, .. } = outcome else {
+            panic!("a refused connection is retried: {outcome:?}");
+        };
+        assert!(error.starts_with("could not connect"), "{error}");
+        assert!(!error.contains("SECRET"), "{error}");
+        let hosts = caller.breakers().hosts();
+        let shown = serde_json::to_string(&hosts).expect("hosts serialize");
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
 
     #[test]
     fn guard_refuses_internal_addresses() {

@@ -99,7 +99,7 @@ pub(crate) fn revive(action: &mut QueuedAction, now: Timestamp) {
 
 /// Retries action `id`: a dead one goes back to pending with a fresh retry schedule, a
 /// pending one is made due now. Returns the action as it is now (not redacted), or
-/// `None` when it is in neither list.
+/// `None` when it is in neither list (or left them meanwhile: finished by the worker).
 pub(crate) fn retry_action(
     store: &Store,
     id: EventId,
@@ -107,15 +107,15 @@ pub(crate) fn retry_action(
 ) -> Result<Option<QueuedAction>, StoreError> {
     if let Some(mut action) = store.action(id, OutboxStatus::Dead)? {
         revive(&mut action, now);
-        store.move_action(&action, OutboxStatus::Pending)?;
-        return Ok(Some(action));
+        if store.move_action(&action, OutboxStatus::Pending)? {
+            return Ok(Some(action));
+        }
+        // Revived by another retry meanwhile: it is pending now, make it due below.
     }
-    if let Some(mut action) = store.action(id, OutboxStatus::Pending)? {
-        action.next_attempt_at = Some(now);
-        store.update_action(&action)?;
-        return Ok(Some(action));
-    }
-    Ok(None)
+    // Changed in one atomic step against the record as stored: if the worker finished
+    // it meanwhile, it is gone (as if it had never been there), not brought back; if the
+    // worker counted an attempt meanwhile, that count stays.
+    store.change_action(id, |action| action.next_attempt_at = Some(now))
 }
 
 /// `POST /api/outbox/{id}/retry`: a dead action goes back to pending with a fresh retry

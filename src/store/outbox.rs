@@ -123,16 +123,46 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrites a pending action (after a failed attempt).
-    pub fn update_action(&self, action: &QueuedAction) -> Result<(), StoreError> {
+    /// Rewrites a pending action (after a failed attempt), only if it is still pending:
+    /// checked and written in one atomic step, so an action finished or dead-lettered
+    /// meanwhile is never brought back. Returns whether it was written.
+    pub fn update_action(&self, action: &QueuedAction) -> Result<bool, StoreError> {
         let id = action.id.expect("a stored action has an id");
-        // Only if still there: a concurrent retry/dead move wins.
+        let value = encode(action);
+        let before = self
+            .trees()
+            .outbox
+            .fetch_and_update(id.to_be_bytes(), |old| old.map(|_| value.clone()))?;
+        Ok(before.is_some())
+    }
+
+    /// Changes pending action `id` with `change` and returns it as written, or `None`
+    /// when it is not pending (never was, or finished or dead-lettered meanwhile).
+    ///
+    /// `change` applies to the record as stored and the result is written only if the
+    /// record is still exactly what was read (compare-and-swap; on a conflict it is read
+    /// again and `change` runs again): a "Try now" racing the worker neither re-inserts
+    /// an action the worker just finished nor overwrites its attempt count.
+    pub fn change_action(
+        &self,
+        id: EventId,
+        mut change: impl FnMut(&mut QueuedAction),
+    ) -> Result<Option<QueuedAction>, StoreError> {
         let tree = &self.trees().outbox;
         let key = id.to_be_bytes();
-        if tree.contains_key(key)? {
-            tree.insert(key, encode(action))?;
+        loop {
+            let Some(old) = tree.get(key)? else {
+                return Ok(None);
+            };
+            let mut action: QueuedAction = decode(keys::OUTBOX, &key, &old)?;
+            action.id = Some(id);
+            change(&mut action);
+            match tree.compare_and_swap(key, Some(&old), Some(encode(&action)))? {
+                Ok(()) => return Ok(Some(action)),
+                // Changed or removed since it was read: look again.
+                Err(_) => continue,
+            }
         }
-        Ok(())
     }
 
     /// Moves pending actions' next attempt to a later time, leaving everything else as it
@@ -440,6 +470,87 @@ mod tests {
             assert!(store.move_action(&action, OutboxStatus::Dead).unwrap());
         }
         ids
+    }
+
+    /// Queues one call; returns its id.
+    fn pending_call(store: &Store) -> EventId {
+        let action = QueuedAction::new(
+            None,
+            "hook",
+            Action::HttpPost {
+                url: "https://crm.example.com/hook".into(),
+                body: serde_json::json!({}),
+                headers: Default::default(),
+            },
+            Timestamp::now(),
+        );
+        store.queue_actions(&[encode(&action)]).unwrap()[0]
+    }
+
+    #[test]
+    fn a_change_racing_the_worker_finishing_does_not_bring_the_action_back() {
+        let (_dir, store) = store();
+        let id = pending_call(&store);
+        let mut calls = 0;
+        let changed = store
+            .change_action(id, |action| {
+                calls += 1;
+                // The worker finishes the action between the read and the write.
+                if calls == 1 {
+                    store.finish_action(id).unwrap();
+                }
+                action.next_attempt_at = Some(Timestamp::now());
+            })
+            .unwrap();
+        assert!(changed.is_none(), "gone meanwhile");
+        assert_eq!(calls, 1);
+        assert!(store.action(id, OutboxStatus::Pending).unwrap().is_none());
+        assert_eq!(store.pending_actions(), 0);
+    }
+
+    #[test]
+    fn a_change_racing_a_worker_update_keeps_the_attempt_count() {
+        let (_dir, store) = store();
+        let id = pending_call(&store);
+        let now = Timestamp::now();
+        let mut calls = 0;
+        let changed = store
+            .change_action(id, |action| {
+                calls += 1;
+                // The worker records a failed attempt between the read and the write.
+                if calls == 1 {
+                    let mut failed = store.action(id, OutboxStatus::Pending).unwrap().unwrap();
+                    failed.attempts = 2;
+                    failed.last_error = Some("HTTP 503".into());
+                    assert!(store.update_action(&failed).unwrap());
+                }
+                action.next_attempt_at = Some(now);
+            })
+            .unwrap()
+            .expect("still pending");
+        assert_eq!(calls, 2, "read again after the conflict");
+        let stored = store.action(id, OutboxStatus::Pending).unwrap().unwrap();
+        assert_eq!(
+            (changed.attempts, changed.next_attempt_at),
+            (stored.attempts, stored.next_attempt_at)
+        );
+        assert_eq!(stored.attempts, 2);
+        assert_eq!(stored.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!(stored.next_attempt_at, Some(now));
+    }
+
+    #[test]
+    fn updating_a_finished_action_does_not_bring_it_back() {
+        let (_dir, store) = store();
+        let id = pending_call(&store);
+        let mut action = store.action(id, OutboxStatus::Pending).unwrap().unwrap();
+        action.attempts = 1;
+        assert!(store.update_action(&action).unwrap());
+        store.finish_action(id).unwrap();
+        action.attempts = 2;
+        assert!(!store.update_action(&action).unwrap());
+        assert!(store.action(id, OutboxStatus::Pending).unwrap().is_none());
+        assert!(store.change_action(id, |_| {}).unwrap().is_none());
     }
 
     fn is_crm(action: &QueuedAction) -> bool {

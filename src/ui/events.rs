@@ -559,7 +559,7 @@ pub(crate) fn action_text(action: &Action) -> Markup {
             "Unsuppress " (layout::recipient_link(address)) ": " (reason)
         },
         Action::Alert { subject, .. } => html! { "Alert e-mail: " (subject) },
-        Action::HttpPost { url, .. } => html! { "POST " span .mono { (url) } },
+        Action::HttpPost { url, .. } => html! { "POST " (layout::url_markup(url)) },
     }
 }
 

@@ -287,6 +287,96 @@ pub fn empty(message: &str) -> Markup {
     html! { p .empty { (message) } }
 }
 
+/// Longest first path segment [`shown_url`] shows before cutting it short.
+const SHOWN_SEGMENT: usize = 60;
+
+/// A URL as the console shows it: scheme, host (with its port when not the scheme's
+/// default) and only the first segment of the path, followed by `/…` when the path goes
+/// on; `None` when `url` does not parse.
+///
+/// Never the query, the fragment or user info, and not the rest of the path: rules take
+/// their URLs from `[rules.vars]`, and those carry credentials (`?api_key=…`,
+/// `user:password@`, or a path that is itself the secret, as in Slack-style webhook
+/// URLs). Everything a page shows of a call's URL goes through this.
+pub fn shown_url(url: &str) -> Option<ShownUrl> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let host = match (parsed.host_str(), parsed.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    };
+    let path = match parsed.path_segments() {
+        // `mailto:…`, `data:…`: the whole rest is "path"; show none of it.
+        None => None,
+        Some(mut segments) => {
+            let first = segments.next().unwrap_or_default();
+            let more = segments.any(|segment| !segment.is_empty());
+            let mut shown = String::from("/");
+            match first.char_indices().nth(SHOWN_SEGMENT) {
+                Some((cut, _)) => {
+                    shown.push_str(&first[..cut]);
+                    shown.push('…');
+                }
+                None => shown.push_str(first),
+            }
+            if more {
+                shown.push_str("/…");
+            }
+            Some(shown)
+        }
+    };
+    Some(ShownUrl {
+        scheme: parsed.scheme().to_owned(),
+        host,
+        path,
+        query_hidden: parsed.query().is_some(),
+        credentials_hidden: !parsed.username().is_empty() || parsed.password().is_some(),
+    })
+}
+
+/// What [`shown_url`] keeps of a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownUrl {
+    /// `https`, `http`, ...
+    pub scheme: String,
+    /// Host, with a port other than the scheme's default.
+    pub host: String,
+    /// `/first-segment`, `/first-segment/…`; `None` for URLs without a hierarchical
+    /// path (`mailto:…`).
+    pub path: Option<String>,
+    /// Whether the URL has a query (left out).
+    pub query_hidden: bool,
+    /// Whether the URL has user info (left out).
+    pub credentials_hidden: bool,
+}
+
+impl std::fmt::Display for ShownUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}://{}{path}", self.scheme, self.host),
+            None => write!(f, "{}:…", self.scheme),
+        }
+    }
+}
+
+/// A call's URL as [`shown_url`] keeps it, in monospace with the host in bold, and a note
+/// of what was left out.
+pub fn url_markup(url: &str) -> Markup {
+    let Some(shown) = shown_url(url) else {
+        return html! { span .muted { "not a valid URL" } };
+    };
+    html! {
+        span .mono {
+            @match &shown.path {
+                Some(path) => { (shown.scheme) "://" strong { (shown.host) } (path) },
+                None => { (shown.scheme) ":…" },
+            }
+        }
+        @if shown.credentials_hidden { span .muted { " (credentials hidden)" } }
+        @if shown.query_hidden { span .muted { " (query hidden)" } }
+    }
+}
+
 /// "Updated at …": the stamp a self-refreshing region shows.
 pub fn updated_stamp(now: Timestamp) -> Markup {
     html! { p .updated { "Updated " (time(now)) } }
@@ -307,6 +397,38 @@ mod tests {
             "/ui/recipient?address=jane%2Bnews%40example.com"
         );
         assert_eq!(url("/x", &[("q", "a&b=c <d>")]), "/x?q=a%26b%3Dc+%3Cd%3E");
+    }
+
+    #[test]
+    fn shown_urls_keep_scheme_host_and_first_segment_only() {
+        let shown = |url: &str| shown_url(url).map(|shown| shown.to_string());
+        assert_eq!(
+            shown("https://hooks.slack.com/services/T000/B000/XXXXSECRET").as_deref(),
+            Some("https://hooks.slack.com/services/…")
+        );
+        assert_eq!(
+            shown("https://user:SECRET@crm.example.com:8443/hook?api_key=SECRET#SECRET").as_deref(),
+            Some("https://crm.example.com:8443/hook")
+        );
+        assert_eq!(
+            shown("http://[2001:db8::1]:80/").as_deref(),
+            Some("http://[2001:db8::1]/")
+        );
+        assert_eq!(
+            shown("mailto:SECRET@example.com").as_deref(),
+            Some("mailto:…")
+        );
+        assert_eq!(
+            shown(&format!("https://x.example/{}", "a".repeat(100))),
+            Some(format!("https://x.example/{}…", "a".repeat(SHOWN_SEGMENT)))
+        );
+        assert_eq!(shown("not a url"), None);
+        let secret = "https://u:SECRET@x.example/a/SECRET?k=SECRET#SECRET";
+        let parts = shown_url(secret).expect("parses");
+        assert!(parts.query_hidden && parts.credentials_hidden);
+        let markup = url_markup(secret).into_string();
+        assert!(!markup.contains("SECRET"), "{markup}");
+        assert!(markup.contains("(query hidden)"), "{markup}");
     }
 
     #[test]

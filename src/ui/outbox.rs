@@ -496,20 +496,12 @@ fn table_row(tab: Tab, filter: &Filter, row: &Row, now: Timestamp) -> Markup {
     }
 }
 
-/// What an action acts on, without secrets: the URL without query string or user info,
-/// an alert's recipients and subject, a suppression's address.
+/// What an action acts on, without secrets: the URL as [`layout::shown_url`] keeps it
+/// (no query, user info or path past its first segment), an alert's recipients and
+/// subject, a suppression's address.
 fn target(action: &Action) -> Markup {
     match action {
-        Action::HttpPost { url, .. } => match reqwest::Url::parse(url) {
-            Ok(parsed) => {
-                let host = destination(url).unwrap_or_default();
-                html! {
-                    span .mono { (parsed.scheme()) "://" strong { (host) } (truncate(parsed.path(), 80)) }
-                    @if parsed.query().is_some() { span .muted { " (query hidden)" } }
-                }
-            }
-            Err(_) => html! { span .muted { "not a valid URL" } },
-        },
+        Action::HttpPost { url, .. } => layout::url_markup(url),
         Action::Alert { to, subject, .. } => html! {
             "mail to "
             @if to.is_empty() {

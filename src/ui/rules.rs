@@ -734,7 +734,7 @@ fn describe(action: &Action) -> Markup {
                     }
                 }
             },
-            Action::HttpPost { url, .. } => { code { "http_post" } " " span .mono { (url) } },
+            Action::HttpPost { url, .. } => { code { "http_post" } " " (layout::url_markup(url)) },
         }
     }
 }

@@ -6,11 +6,14 @@
 //! - The cookie is `HttpOnly; SameSite=Strict; Path=/ui`, and `Secure` when the console is
 //!   reached over TLS (`public_url` is `https://…`, or the proxy says
 //!   `X-Forwarded-Proto: https`).
-//! - Failed logins are counted per client address; past the limit a minute, tries are
-//!   refused with 429 before the token is even compared.
+//! - Logins are counted per client (an IPv4 address, or an IPv6 /64: one host can rotate
+//!   through a whole /64); past the limit a minute, tries are refused with 429 before the
+//!   token is even compared. A try is counted before its token is compared, under the
+//!   same lock as the check, so parallel tries cannot slip past the limit; a good login
+//!   forgets its client's count.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,17 +37,24 @@ use crate::config::UiConfig;
 pub const COOKIE_NAME: &str = "mailwarden_session";
 /// Most sessions held at once; the oldest goes first beyond it.
 const MAX_SESSIONS: usize = 10_000;
-/// Most client addresses whose failed logins are remembered.
+/// Most clients whose login tries are remembered; the one counted longest ago goes
+/// first beyond it.
 const MAX_TRACKED_CLIENTS: usize = 10_000;
-/// How long failed logins are counted for.
+/// How long login tries are counted for.
 const ATTEMPT_WINDOW: Duration = Duration::from_secs(60);
+/// Longest a session lasts whatever `session_hours` says: browsers keep a cookie 400
+/// days at most anyway, and an expiry past what `Instant` holds would overflow.
+const LONGEST_SESSION: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// Live console sessions and recent failed logins.
 #[derive(Debug)]
 pub struct Sessions {
     ttl: Duration,
     attempts_per_window: u32,
+    /// Most clients `failures` holds ([`MAX_TRACKED_CLIENTS`]; smaller in tests).
+    max_clients: usize,
     live: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Per client (see [`client_key`]): when its window started and the tries in it.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     random: ring::rand::SystemRandom,
 }
@@ -53,8 +63,10 @@ impl Sessions {
     /// Sessions as `config` sets them.
     pub fn new(config: &UiConfig) -> Sessions {
         Sessions {
-            ttl: Duration::from_secs(config.session_hours.saturating_mul(3600)),
+            ttl: Duration::from_secs(config.session_hours.saturating_mul(3600))
+                .min(LONGEST_SESSION),
             attempts_per_window: config.login_attempts_per_minute,
+            max_clients: MAX_TRACKED_CLIENTS,
             live: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             random: ring::rand::SystemRandom::new(),
@@ -75,7 +87,10 @@ impl Sessions {
                 live.remove(&oldest);
             }
         }
-        live.insert(Sha256::digest(id).into(), now + self.ttl);
+        // `ttl` is bounded, but an `Instant` near its end could still overflow: such a
+        // session ends at once (the safe direction) rather than panicking.
+        let expiry = now.checked_add(self.ttl).unwrap_or(now);
+        live.insert(Sha256::digest(id).into(), expiry);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
     }
 
@@ -97,36 +112,68 @@ impl Sessions {
         }
     }
 
-    /// Returns whether `client` may try a token now.
-    fn may_try(&self, client: IpAddr) -> bool {
-        let failures = self.failures.lock().expect("failures lock is not poisoned");
-        failures.get(&client).is_none_or(|(since, count)| {
-            since.elapsed() >= ATTEMPT_WINDOW || *count < self.attempts_per_window
-        })
+    /// Reserves a login try for `client`: returns whether it may compare a token now and,
+    /// if so, has already counted the try (checked and counted under one lock, so
+    /// parallel tries get at most the limit between them). A good login then calls
+    /// [`Sessions::succeeded`], which takes the count back.
+    fn reserve_attempt(&self, client: IpAddr) -> bool {
+        self.reserve_attempt_at(client, Instant::now())
     }
 
-    /// Counts a failed login of `client`.
-    fn failed(&self, client: IpAddr) {
-        let now = Instant::now();
+    /// [`Sessions::reserve_attempt`] at `now`.
+    fn reserve_attempt_at(&self, client: IpAddr, now: Instant) -> bool {
+        let client = client_key(client);
         let mut failures = self.failures.lock().expect("failures lock is not poisoned");
-        if failures.len() >= MAX_TRACKED_CLIENTS {
-            failures.retain(|_, (since, _)| now.duration_since(*since) < ATTEMPT_WINDOW);
+        if !failures.contains_key(&client) && failures.len() >= self.max_clients {
+            failures.retain(|_, (since, _)| now.saturating_duration_since(*since) < ATTEMPT_WINDOW);
+            // Still full of clients inside their window: make room by forgetting the one
+            // whose window started first, so the table never grows past its cap.
+            while failures.len() >= self.max_clients {
+                let Some(oldest) = failures
+                    .iter()
+                    .min_by_key(|(_, (since, _))| *since)
+                    .map(|(key, _)| *key)
+                else {
+                    break;
+                };
+                failures.remove(&oldest);
+            }
         }
         let entry = failures.entry(client).or_insert((now, 0));
-        if now.duration_since(entry.0) >= ATTEMPT_WINDOW {
+        if now.saturating_duration_since(entry.0) >= ATTEMPT_WINDOW {
             *entry = (now, 0);
         }
+        if entry.1 >= self.attempts_per_window {
+            return false;
+        }
         entry.1 += 1;
+        true
     }
 
-    /// Forgets the failures of `client` after a good login.
+    /// Forgets the tries of `client` after a good login (the good one included).
     fn succeeded(&self, client: IpAddr) {
         let mut failures = self.failures.lock().expect("failures lock is not poisoned");
-        failures.remove(&client);
+        failures.remove(&client_key(client));
     }
 
     fn max_age_secs(&self) -> u64 {
         self.ttl.as_secs()
+    }
+}
+
+/// The key login tries of `ip` are counted under: an IPv4 address as it is (also when
+/// it comes IPv4-mapped), an IPv6 address as its /64 network, the smallest block a
+/// single site is usually given, so rotating through it does not reset the count.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !u128::from(u64::MAX);
+                IpAddr::V6(Ipv6Addr::from(network))
+            }
+        },
     }
 }
 
@@ -180,7 +227,7 @@ pub async fn login(
         return redirect(&next, None);
     };
     let client = peer.ip();
-    if !state.sessions.may_try(client) {
+    if !state.sessions.reserve_attempt(client) {
         tracing::warn!(%client, "console login refused: too many failed tries");
         return login_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -189,7 +236,7 @@ pub async fn login(
         );
     }
     if !token.matches(&form.token) {
-        state.sessions.failed(client);
+        // Already counted by the reservation.
         tracing::warn!(%client, "console login with a wrong token");
         return login_page(
             StatusCode::UNAUTHORIZED,
@@ -324,10 +371,111 @@ mod tests {
         let client: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(sessions.may_try(client));
-            sessions.failed(client);
+            assert!(sessions.reserve_attempt(client));
         }
-        assert!(!sessions.may_try(client));
-        assert!(sessions.may_try(other));
+        assert!(!sessions.reserve_attempt(client));
+        assert!(sessions.reserve_attempt(other));
+        // A good login takes the count back.
+        sessions.succeeded(client);
+        assert!(sessions.reserve_attempt(client));
+    }
+
+    #[test]
+    fn tries_count_again_after_the_window() {
+        let sessions = Sessions::new(&UiConfig {
+            login_attempts_per_minute: 1,
+            ..UiConfig::default()
+        });
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        let start = Instant::now();
+        assert!(sessions.reserve_attempt_at(client, start));
+        assert!(!sessions.reserve_attempt_at(client, start + ATTEMPT_WINDOW / 2));
+        assert!(sessions.reserve_attempt_at(client, start + ATTEMPT_WINDOW));
+    }
+
+    #[test]
+    fn parallel_tries_from_one_client_get_at_most_the_limit() {
+        let sessions = Sessions::new(&UiConfig {
+            login_attempts_per_minute: 5,
+            ..UiConfig::default()
+        });
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let barrier = std::sync::Barrier::new(16);
+        let allowed = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..16 {
+                scope.spawn(|| {
+                    barrier.wait();
+                    for _ in 0..20 {
+                        if sessions.reserve_attempt(client) {
+                            allowed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(allowed.into_inner(), 5);
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_limit_per_64() {
+        let sessions = Sessions::new(&UiConfig {
+            login_attempts_per_minute: 3,
+            ..UiConfig::default()
+        });
+        for n in 1..=3u16 {
+            let rotating = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, n, n, n, n));
+            assert!(sessions.reserve_attempt(rotating), "{rotating}");
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(!sessions.reserve_attempt(same_64));
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(sessions.reserve_attempt(next_64));
+        // IPv4, plain or mapped, is one address.
+        let v4: IpAddr = "198.51.100.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:198.51.100.1".parse().unwrap();
+        assert_eq!(client_key(mapped), v4);
+        assert_eq!(client_key(v4), v4);
+        assert_ne!(client_key("198.51.100.2".parse().unwrap()), v4);
+    }
+
+    #[test]
+    fn the_client_table_never_grows_past_its_cap() {
+        let mut sessions = Sessions::new(&UiConfig {
+            login_attempts_per_minute: 1,
+            ..UiConfig::default()
+        });
+        sessions.max_clients = 100;
+        let start = Instant::now();
+        let address = |n: u32| IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + n));
+        // All inside their window: none expires, yet the table stays at its cap.
+        for n in 0..250 {
+            let at = start + Duration::from_millis(u64::from(n));
+            assert!(sessions.reserve_attempt_at(address(n), at));
+        }
+        let at = start + Duration::from_millis(300);
+        let failures = sessions.failures.lock().unwrap();
+        assert_eq!(failures.len(), 100);
+        // The newest are kept, the oldest went first.
+        assert!(failures.contains_key(&address(249)));
+        assert!(failures.contains_key(&address(150)));
+        assert!(!failures.contains_key(&address(149)));
+        drop(failures);
+        // A client still tracked is still limited.
+        assert!(!sessions.reserve_attempt_at(address(249), at));
+    }
+
+    #[test]
+    fn a_huge_session_lifetime_does_not_panic() {
+        let sessions = Sessions::new(&UiConfig {
+            session_hours: u64::MAX,
+            ..UiConfig::default()
+        });
+        assert_eq!(sessions.max_age_secs(), LONGEST_SESSION.as_secs());
+        let id = sessions.start();
+        let mut headers = HeaderMap::new();
+        let cookie = format!("{COOKIE_NAME}={id}");
+        headers.insert(COOKIE, HeaderValue::from_str(&cookie).unwrap());
+        assert!(sessions.is_valid(&headers));
     }
 }

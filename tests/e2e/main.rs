@@ -23,5 +23,6 @@ mod ui_events;
 mod ui_ops;
 mod ui_overview;
 mod ui_rules;
+mod ui_secrets;
 mod ui_suppressions;
 mod verification;
