@@ -3,19 +3,28 @@
 //! lower-cased, local part exact), so lookups are a single point read.
 //!
 //! A second tree ([`keys::SUPPRESSION_DOMAINS`]) indexes the keys by domain, so that a
-//! domain's entries are a prefix scan. It is a superset of the entries: its key is written
-//! before a new entry (so a crash cannot leave an entry unindexed), removed after a purged
-//! one, and built once from the entries when missing (an older store, a restored backup),
+//! domain's entries are a prefix scan. It is a superset of the entries: an entry and its
+//! index key are written, and removed by the purge, in one sled transaction over both
+//! trees (so neither a crash nor a concurrent writer can leave an entry unindexed), and the
+//! index is built once from the entries when missing (an older store, a restored backup),
 //! which its marker key records.
+
+use std::convert::Infallible;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use sled::IVec;
+use sled::Transactional as _;
+use sled::transaction::TransactionError;
 
 use super::{Store, StoreError, keys};
 use crate::event::EventId;
 
 /// Most history entries kept per address (the oldest are dropped).
 pub const MAX_HISTORY: usize = 50;
+
+/// Most expired entries the purge holds (key and judged bytes) before removing them.
+const PURGE_CHUNK: usize = 1_024;
 
 /// One suppressed (or formerly suppressed) address.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -282,40 +291,53 @@ impl Store {
         .map(|result| result.map(|(entry, ())| entry))
     }
 
-    /// Read-modify-write of one entry, atomic against concurrent writers. `change` returns
-    /// the new entry (and a result) or `None` to leave it as it is.
-    fn update_suppression<T: Clone>(
+    /// Read-modify-write of one entry, atomic against concurrent writers and the purge.
+    /// `change` returns the new entry (and a result) or `None` to leave it as it is.
+    ///
+    /// The entry is written, and its domain index key inserted when missing, in one
+    /// transaction over both trees that first checks the entry still holds what `change`
+    /// saw; otherwise the entry is read again and the change redone. So an entry is never
+    /// stored without its index key, whatever runs concurrently (a purge removing the old
+    /// entry and its key in between cannot strip the key from the new one), and an entry a
+    /// former build left unindexed gets its key back on its next change.
+    fn update_suppression<T>(
         &self,
         address: &str,
         change: impl Fn(Option<Suppression>) -> Option<(Suppression, T)>,
     ) -> Result<Option<(Suppression, T)>, StoreError> {
         let tree = &self.trees().suppressions;
+        // Built first (once per store), so the marker is set while the tree is small and a
+        // later domain search never pays for it.
+        let index = self.ensure_domain_index()?;
+        let index_key = domain_key(address);
         loop {
             let current = tree.get(address.as_bytes())?;
             let existing = match &current {
-                Some(bytes) => Some(serde_json::from_slice::<Suppression>(bytes).map_err(
-                    |error| StoreError::Corrupt {
-                        tree: keys::SUPPRESSIONS,
-                        reason: format!("{address}: {error}"),
-                    },
-                )?),
+                Some(bytes) => Some(decode_entry::<Suppression>(address.as_bytes(), bytes)?),
                 None => None,
             };
             let Some((entry, result)) = change(existing) else {
                 return Ok(None);
             };
-            if current.is_none() {
-                // Built first (once per store), so the marker is set while the tree is
-                // small and a later domain search never pays for it.
-                self.ensure_domain_index()?
-                    .insert(domain_key(address), &[] as &[u8])?;
-            }
             let bytes = serde_json::to_vec(&entry).expect("suppression serializes");
-            match tree.compare_and_swap(address.as_bytes(), current, Some(bytes))? {
-                Ok(()) => return Ok(Some((entry, result))),
-                // Someone else changed it in between: read again and redo the change.
-                Err(_) => continue,
+            // sled runs a transaction under its global write lock, so reading the entry
+            // here and writing it is a compare-and-swap that covers the index key too.
+            let written = (tree, &index)
+                .transaction(|(entries, index)| {
+                    if entries.get(address.as_bytes())? != current {
+                        return Ok(false);
+                    }
+                    if index.get(index_key.as_slice())?.is_none() {
+                        index.insert(index_key.as_slice(), &[] as &[u8])?;
+                    }
+                    entries.insert(address.as_bytes(), bytes.as_slice())?;
+                    Ok(true)
+                })
+                .map_err(storage_error)?;
+            if written {
+                return Ok(Some((entry, result)));
             }
+            // Someone else changed it in between: read again and redo the change.
         }
     }
 
@@ -348,21 +370,85 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes entries that expired before `now`; returns how many.
+    /// Deletes the entries that expired by `now` (active, with an expiry not after it);
+    /// returns how many it deleted. Lifted entries stay, for their history.
+    ///
+    /// Each entry is judged and then removed only if it still holds the exact bytes that
+    /// were judged, with its index key in the same transaction: an entry a rule, an import
+    /// or the API re-suppressed (or lifted) in between is a new state and stays, with its
+    /// history and its index key. The count is of the entries actually removed.
     pub fn purge_expired_suppressions(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let mut expired = Vec::new();
-        self.scan_suppressions(None, |entry| {
-            if entry.active && entry.expires_at.is_some_and(|at| at <= now) {
-                expired.push(entry.address);
+        let mut purged = 0;
+        let mut after: Option<IVec> = None;
+        loop {
+            let (expired, more) = self.expired_suppressions(after.as_deref(), now)?;
+            for (key, judged) in &expired {
+                if self.remove_suppression_if_unchanged(key, judged)? {
+                    purged += 1;
+                }
             }
-            true
-        })?;
-        let index = self.domain_index()?;
-        for address in &expired {
-            self.trees().suppressions.remove(address.as_bytes())?;
-            index.remove(domain_key(address))?;
+            if !more {
+                return Ok(purged);
+            }
+            after = expired.last().map(|(key, _)| key.clone());
         }
-        Ok(expired.len())
+    }
+
+    /// The judge step of the purge: in key order after `after`, up to [`PURGE_CHUNK`]
+    /// entries expired at `now`, each with the bytes it was judged by; and whether the scan
+    /// stopped at the chunk size (more may follow the last key returned).
+    fn expired_suppressions(
+        &self,
+        after: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<(Vec<(IVec, IVec)>, bool), StoreError> {
+        let tree = &self.trees().suppressions;
+        let iter = match after {
+            Some(after) => tree
+                .range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => tree.iter(),
+        };
+        let mut expired = Vec::new();
+        for item in iter {
+            let (key, value) = item?;
+            // The status alone decides; the history is not decoded.
+            let status: SuppressionStatus = decode_entry(&key, &value)?;
+            if status.active && status.expires_at.is_some_and(|at| at <= now) {
+                expired.push((key, value));
+                if expired.len() == PURGE_CHUNK {
+                    return Ok((expired, true));
+                }
+            }
+        }
+        Ok((expired, false))
+    }
+
+    /// The remove step of the purge: deletes the entry at `key` and its domain index key,
+    /// in one transaction, if the entry still holds exactly `judged`. Returns whether it
+    /// did.
+    fn remove_suppression_if_unchanged(
+        &self,
+        key: &[u8],
+        judged: &[u8],
+    ) -> Result<bool, StoreError> {
+        let index = self.domain_index()?;
+        // Keys are written from addresses, so they are UTF-8; one that is not has no index
+        // key to remove.
+        let index_key = std::str::from_utf8(key).ok().map(domain_key);
+        (&self.trees().suppressions, &index)
+            .transaction(|(entries, index)| {
+                // Under sled's transaction lock: a compare-and-swap to nothing that also
+                // covers the index key.
+                if entries.get(key)?.as_deref() != Some(judged) {
+                    return Ok(false);
+                }
+                entries.remove(key)?;
+                if let Some(index_key) = &index_key {
+                    index.remove(index_key.as_slice())?;
+                }
+                Ok(true)
+            })
+            .map_err(storage_error)
     }
 }
 
@@ -398,43 +484,57 @@ impl Store {
     }
 
     /// Iterates the entries whose domain is `domain` (lower-case), in address order
-    /// starting after `after`, calling `visit` until it returns false: a prefix scan of
-    /// the domain index and one point read per entry, never a scan of the whole list.
+    /// starting after `after`, calling `visit` with each address the domain index names and
+    /// its entry until it returns false: a prefix scan of the domain index and one point
+    /// read per key, never a scan of the whole list.
+    ///
+    /// The entry is `None` when the index names an address that is not stored (never
+    /// written, or purged while its key was kept): `visit` still sees it, so that a caller
+    /// bounding its reads counts every key read. A cursor `after` of another domain starts
+    /// the scan at the domain's first key (or past its last one), never in another domain.
     pub fn scan_suppressions_in_domain(
         &self,
         domain: &str,
         after: Option<&str>,
-        mut visit: impl FnMut(Suppression) -> bool,
+        mut visit: impl FnMut(&str, Option<Suppression>) -> bool,
     ) -> Result<(), StoreError> {
         let index = self.ensure_domain_index()?;
         let mut prefix = domain.as_bytes().to_vec();
         prefix.push(0);
-        let start = match after {
-            Some(after) => std::ops::Bound::Excluded(domain_key(after)),
-            None => std::ops::Bound::Included(prefix.clone()),
+        // The later of the domain's first key and the key after the cursor.
+        let start = match after.map(domain_key) {
+            Some(after) if after >= prefix => std::ops::Bound::Excluded(after),
+            _ => std::ops::Bound::Included(prefix.clone()),
         };
-        let mut end = prefix.clone();
-        // The byte after the separator: every key of the domain sorts before it.
-        if let Some(last) = end.last_mut() {
-            *last = 1;
-        }
-        for key in index.range((start, std::ops::Bound::Excluded(end))) {
+        for key in index.range((start, std::ops::Bound::Unbounded)) {
             let (key, _) = key?;
-            let Some(address) = key
-                .get(prefix.len()..)
-                .and_then(|rest| std::str::from_utf8(rest).ok())
-            else {
-                continue;
+            let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+                // Past the domain (or a cursor beyond it): every later key is too.
+                break;
             };
-            // The index may name an entry that was never written or was purged.
-            let Some(entry) = self.read_suppression::<Suppression>(address)? else {
-                continue;
+            let (address, entry) = match std::str::from_utf8(rest) {
+                // The index may name an entry that was never written or was purged.
+                Ok(address) => (address, self.read_suppression::<Suppression>(address)?),
+                Err(_) => ("", None),
             };
-            if !visit(entry) {
+            if !visit(address, entry) {
                 break;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Writes a domain index key for `address` without an entry: what an older build left
+    /// behind when it crashed between the two writes, or purged an entry while a writer
+    /// re-added its key.
+    pub(crate) fn index_without_entry(&self, address: &str) {
+        self.ensure_domain_index()
+            .expect("the domain index opens")
+            .insert(domain_key(address), &[] as &[u8])
+            .expect("the index key is written");
     }
 }
 
@@ -449,6 +549,22 @@ fn domain_key(address: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(address.as_bytes());
     key
+}
+
+/// Decodes a stored entry (whole or only its status), naming its key when it is unreadable.
+fn decode_entry<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        tree: keys::SUPPRESSIONS,
+        reason: format!("{}: {error}", String::from_utf8_lossy(key)),
+    })
+}
+
+/// The error of a transaction that never aborts: sled's own.
+fn storage_error(error: TransactionError<Infallible>) -> StoreError {
+    match error {
+        TransactionError::Abort(never) => match never {},
+        TransactionError::Storage(error) => StoreError::Sled(error),
+    }
 }
 
 fn push_history(entry: &mut Suppression, change: Change) {
@@ -547,8 +663,8 @@ mod tests {
         let domain = |after: Option<&str>| {
             let mut found = Vec::new();
             store
-                .scan_suppressions_in_domain("x.com", after, |entry| {
-                    found.push(entry.address);
+                .scan_suppressions_in_domain("x.com", after, |_, entry| {
+                    found.extend(entry.map(|entry| entry.address));
                     true
                 })
                 .unwrap();
@@ -595,5 +711,215 @@ mod tests {
                 .contains_key(domain_key("p@x.com"))
                 .unwrap()
         );
+    }
+
+    /// Whether the domain index holds `address`'s key.
+    fn indexed(store: &Store, address: &str) -> bool {
+        store
+            .domain_index()
+            .unwrap()
+            .contains_key(domain_key(address))
+            .unwrap()
+    }
+
+    /// The addresses a domain scan visits after `after`, each with whether it has an entry.
+    fn in_domain(store: &Store, domain: &str, after: Option<&str>) -> Vec<(String, bool)> {
+        let mut found = Vec::new();
+        store
+            .scan_suppressions_in_domain(domain, after, |address, entry| {
+                if let Some(entry) = &entry {
+                    assert_eq!(entry.address, address);
+                }
+                found.push((address.to_owned(), entry.is_some()));
+                true
+            })
+            .unwrap();
+        found
+    }
+
+    #[test]
+    fn a_purge_keeps_an_entry_re_suppressed_after_it_was_judged_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let second = jiff::SignedDuration::from_secs(1);
+        for address in ["a@x.com", "b@x.com"] {
+            store
+                .suppress(&request(address, Some(now + second)), now)
+                .unwrap();
+        }
+        let later = now + second * 2;
+        // The judge step sees both expired ...
+        let (expired, more) = store.expired_suppressions(None, later).unwrap();
+        assert_eq!(expired.len(), 2);
+        assert!(!more);
+        // ... then a complaint re-suppresses one before the remove step.
+        let complaint = SuppressRequest {
+            reason: "spam complaint".into(),
+            rule: "complaints".into(),
+            ..request("a@x.com", None)
+        };
+        let (_, outcome) = store.suppress(&complaint, later).unwrap();
+        assert_eq!(outcome, SuppressOutcome::Added);
+        let removed: Vec<bool> = expired
+            .iter()
+            .map(|(key, judged)| store.remove_suppression_if_unchanged(key, judged).unwrap())
+            .collect();
+        assert_eq!(removed, [false, true], "only the unchanged entry goes");
+
+        // The complaint stands, with its history and its index key.
+        let entry = store.suppression("a@x.com").unwrap().expect("a@x.com kept");
+        assert!(entry.in_force(later));
+        assert_eq!(entry.rule, "complaints");
+        let changes: Vec<&str> = entry.history.iter().map(|c| c.by.as_str()).collect();
+        assert_eq!(changes, ["manual", "complaints"]);
+        assert!(indexed(&store, "a@x.com"));
+        assert_eq!(in_domain(&store, "x.com", None), [("a@x.com".into(), true)]);
+        // The other left with its index key.
+        assert_eq!(store.suppression("b@x.com").unwrap(), None);
+        assert!(!indexed(&store, "b@x.com"));
+        // A later purge has nothing left to remove.
+        assert_eq!(store.purge_expired_suppressions(later).unwrap(), 0);
+        assert!(store.is_suppressed("a@x.com", later).unwrap());
+    }
+
+    #[test]
+    fn a_purge_removes_every_expired_entry_in_chunks_and_counts_what_it_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now = Timestamp::now();
+        let second = jiff::SignedDuration::from_secs(1);
+        let expiring = PURGE_CHUNK * 2 + 3;
+        for i in 0..expiring {
+            store
+                .suppress(&request(&format!("e{i:05}@x.com"), Some(now + second)), now)
+                .unwrap();
+        }
+        store.suppress(&request("keep@x.com", None), now).unwrap();
+        store
+            .suppress(&request("lifted@x.com", Some(now + second)), now)
+            .unwrap();
+        store
+            .unsuppress("lifted@x.com", "manual", "test", now)
+            .unwrap();
+        let later = now + second * 2;
+        assert_eq!(store.purge_expired_suppressions(later).unwrap(), expiring);
+        assert_eq!(
+            in_domain(&store, "x.com", None),
+            [("keep@x.com".into(), true), ("lifted@x.com".into(), true)],
+            "a lifted entry is kept for its history"
+        );
+        assert_eq!(store.purge_expired_suppressions(later).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_entry_without_its_index_key_gets_it_back_on_its_next_change() {
+        // What the former purge could leave: an entry re-added between its removal and the
+        // removal of its index key kept the entry and lost the key.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now = Timestamp::now();
+        let day = jiff::SignedDuration::from_hours(24);
+        store
+            .suppress(&request("a@x.com", Some(now + day)), now)
+            .unwrap();
+        store
+            .domain_index()
+            .unwrap()
+            .remove(domain_key("a@x.com"))
+            .unwrap();
+        assert!(in_domain(&store, "x.com", None).is_empty());
+        let (_, outcome) = store.suppress(&request("a@x.com", None), now).unwrap();
+        assert_eq!(outcome, SuppressOutcome::Upgraded);
+        assert!(indexed(&store, "a@x.com"));
+        assert_eq!(in_domain(&store, "x.com", None), [("a@x.com".into(), true)]);
+    }
+
+    #[test]
+    fn a_concurrent_purge_never_removes_a_live_entry_or_its_index_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let second = jiff::SignedDuration::from_secs(1);
+        let later = now + second * 2;
+        let count = 300;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    store.purge_expired_suppressions(later).unwrap();
+                }
+            });
+            // Each address expires (the purge may take it), then is made permanent.
+            for i in 0..count {
+                let address = format!("u{i:04}@x.com");
+                store
+                    .suppress(&request(&address, Some(now + second)), later - second * 3)
+                    .unwrap();
+                store.suppress(&request(&address, None), later).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        store.purge_expired_suppressions(later).unwrap();
+        for i in 0..count {
+            let address = format!("u{i:04}@x.com");
+            assert!(store.is_suppressed(&address, later).unwrap(), "{address}");
+            assert!(indexed(&store, &address), "{address}");
+        }
+        assert_eq!(in_domain(&store, "x.com", None).len(), count);
+    }
+
+    #[test]
+    fn a_cursor_of_another_domain_never_lists_that_domains_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now = Timestamp::now();
+        // b.com and c.com have as many bytes as x.com; zz.com sorts after it.
+        for address in [
+            "u@b.com", "v@b.com", "w@c.com", "a@x.com", "b@x.com", "z@zz.com",
+        ] {
+            store.suppress(&request(address, None), now).unwrap();
+        }
+        let addresses = |after: Option<&str>| -> Vec<String> {
+            in_domain(&store, "x.com", after)
+                .into_iter()
+                .map(|(address, _)| address)
+                .collect()
+        };
+        assert_eq!(addresses(Some("u@b.com")), ["a@x.com", "b@x.com"]);
+        assert_eq!(addresses(Some("a@a.org")), ["a@x.com", "b@x.com"]);
+        assert_eq!(addresses(Some("a@x.com")), ["b@x.com"]);
+        assert!(addresses(Some("c@x.com")).is_empty());
+        assert!(addresses(Some("a@zz.com")).is_empty());
+        assert!(addresses(Some("y@y.com")).is_empty());
+        assert_eq!(addresses(None), ["a@x.com", "b@x.com"]);
+    }
+
+    #[test]
+    fn a_domain_scan_visits_index_keys_without_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let now = Timestamp::now();
+        store.suppress(&request("b@x.com", None), now).unwrap();
+        store.index_without_entry("a@x.com");
+        store.index_without_entry("c@x.com");
+        assert_eq!(
+            in_domain(&store, "x.com", None),
+            [
+                ("a@x.com".into(), false),
+                ("b@x.com".into(), true),
+                ("c@x.com".into(), false)
+            ],
+            "a caller bounding its reads sees every key read"
+        );
+        // A visit that stops at a key without an entry stops the scan there.
+        let mut seen = 0;
+        store
+            .scan_suppressions_in_domain("x.com", None, |_, _| {
+                seen += 1;
+                false
+            })
+            .unwrap();
+        assert_eq!(seen, 1);
     }
 }

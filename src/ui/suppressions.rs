@@ -326,21 +326,25 @@ impl Filter {
     }
 
     /// Visits the candidates of the search in address order after `cursor`, until
-    /// `visit` returns false.
+    /// `visit` returns false: each address read with its entry, `None` for a key of the
+    /// domain index whose entry is gone (it was still read, so it counts).
     fn scan(
         &self,
         store: &Store,
         cursor: Option<&str>,
-        visit: impl FnMut(Suppression) -> bool,
+        visit: impl FnMut(&str, Option<Suppression>) -> bool,
     ) -> Result<(), StoreError> {
         let mut visit = visit;
         match &self.search {
-            Search::All => store.scan_suppressions(cursor, visit),
+            Search::All => store.scan_suppressions(cursor, |entry| {
+                let address = entry.address.clone();
+                visit(&address, Some(entry))
+            }),
             Search::Domain(domain) => store.scan_suppressions_in_domain(domain, cursor, visit),
             Search::Address(address) => {
                 if cursor.is_none() {
                     if let Some(entry) = store.suppression(address.as_str())? {
-                        visit(entry);
+                        visit(address.as_str(), Some(entry));
                     }
                 }
                 Ok(())
@@ -372,10 +376,11 @@ fn read_page(store: &Store, filter: &Filter, cursor: Option<&str>) -> Result<Lis
     let mut entries = Vec::with_capacity(PAGE + 1);
     let mut scanned = 0;
     let mut last = None;
-    filter.scan(store, cursor, |entry| {
+    filter.scan(store, cursor, |address, entry| {
+        // Every key read counts, kept or not, even one whose entry is gone.
         scanned += 1;
-        last = Some(entry.address.clone());
-        if filter.keeps(&entry, now) {
+        last = Some(address.to_owned());
+        if let Some(entry) = entry.filter(|entry| filter.keeps(entry, now)) {
             entries.push(entry);
         }
         entries.len() <= PAGE && scanned < SCAN_BUDGET
@@ -906,10 +911,10 @@ async fn export(
         let now = Timestamp::now();
         let mut writer = ExportWriter::new(format)?;
         let mut failure = None;
-        filter.scan(&store, None, |entry| {
-            if !filter.keeps(&entry, now) {
+        filter.scan(&store, None, |_, entry| {
+            let Some(entry) = entry.filter(|entry| filter.keeps(entry, now)) else {
                 return true;
-            }
+            };
             match writer.push(&entry) {
                 Ok(()) => true,
                 Err(error) => {
@@ -930,6 +935,43 @@ async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreOptions;
+    use crate::store::suppressions::SuppressRequest;
+
+    #[test]
+    fn a_domain_page_counts_index_keys_without_entries_toward_its_budget() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(dir.path(), &StoreOptions::default()).expect("the store opens");
+        // Keys a former build could leave: more than a page may read, before a live entry.
+        for i in 0..SCAN_BUDGET + 5 {
+            store.index_without_entry(&format!("gone{i:05}@x.com"));
+        }
+        let request = SuppressRequest {
+            address: "zed@x.com".into(),
+            reason: "hard bounce".into(),
+            source: None,
+            event_id: None,
+            rule: "manual".into(),
+            expires_at: None,
+        };
+        store
+            .suppress(&request, Timestamp::now())
+            .expect("suppressed");
+        let query = ListQuery {
+            q: Some("@x.com".into()),
+            ..ListQuery::default()
+        };
+        let filter = Filter::parse(&query).expect("a domain filter");
+        let first = read_page(&store, &filter, None).expect("a page");
+        assert!(first.entries.is_empty());
+        assert!(first.budget_hit, "the page stops at its budget");
+        let next = first.next.expect("a cursor to go on");
+        assert_eq!(next, format!("gone{:05}@x.com", SCAN_BUDGET - 1));
+        let second = read_page(&store, &filter, Some(&next)).expect("the next page");
+        let found: Vec<&str> = second.entries.iter().map(|e| e.address.as_str()).collect();
+        assert_eq!(found, ["zed@x.com"]);
+        assert!(!second.budget_hit);
+    }
 
     #[test]
     fn the_search_box_takes_an_address_or_a_domain() {
