@@ -55,7 +55,7 @@ impl Application {
     /// Checks the configuration, binds the listener and opens the store.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.validate()?;
-        if let Some(options) = config.storage.postgres() {
+        if let Some(options) = config.postgres() {
             let store = open_postgres(&options).await?;
             anyhow::bail!(
                 "the PostgreSQL store at {} is reachable and its schema is current, but this \

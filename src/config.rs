@@ -347,17 +347,6 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
-    /// The PostgreSQL connection settings, when `backend = "postgres"` and a URL is set.
-    pub fn postgres(&self) -> Option<crate::store::postgres::PgOptions> {
-        match (self.backend, &self.url) {
-            (Backend::Postgres, Some(url)) => Some(crate::store::postgres::PgOptions {
-                url: url.clone(),
-                pool_size: self.pool_size,
-            }),
-            _ => None,
-        }
-    }
-
     /// Returns how long each kind of record is kept.
     pub fn retention(&self) -> crate::store::retention::Retention {
         let days = |days: f64| jiff::SignedDuration::from_secs_f64(days * 86_400.0);
@@ -596,6 +585,19 @@ impl Config {
             .map(|(name, value)| (name.clone(), Secret(value.clone())))
             .collect();
         Ok(())
+    }
+
+    /// The PostgreSQL store's settings, when `[storage] backend = "postgres"` and a URL
+    /// is set.
+    pub fn postgres(&self) -> Option<crate::store::postgres::PgOptions> {
+        match (self.storage.backend, &self.storage.url) {
+            (Backend::Postgres, Some(url)) => Some(crate::store::postgres::PgOptions {
+                url: url.clone(),
+                pool_size: self.storage.pool_size,
+                fold_local_parts: self.suppressions.case_insensitive_local_part,
+            }),
+            _ => None,
+        }
     }
 
     /// Returns the bound on webhook body bytes in flight: `ingest.max_in_flight_bytes`,

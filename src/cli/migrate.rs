@@ -25,7 +25,7 @@ pub struct MigrateArgs {
 /// Migrates (or reports) the store named by `[storage] url`.
 pub async fn run(args: MigrateArgs, config: Config) -> anyhow::Result<ExitCode> {
     config.validate()?;
-    let options = config.storage.postgres().context(
+    let options = config.postgres().context(
         "mailwarden migrate works on a PostgreSQL store: set [storage] backend = \"postgres\" \
          and url (or MAILWARDEN_STORAGE_BACKEND and MAILWARDEN_STORAGE_URL); the embedded \
          store migrates itself when it opens",

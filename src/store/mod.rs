@@ -5,6 +5,7 @@
 //! each group of requests as one transaction and then flushes once, so an acknowledgement
 //! always means "on disk" without paying one fsync per request. Reads go straight to sled.
 
+pub mod backend;
 pub mod backup;
 pub mod bodies;
 pub mod codec;
@@ -79,6 +80,9 @@ pub enum StoreError {
     /// writes until the service reopens it (see [`Store::fault`]).
     #[error("storage cannot write: {0}")]
     Degraded(String),
+    /// The PostgreSQL store reported an error (boxed: it is large and rare).
+    #[error("{0}")]
+    Postgres(Box<postgres::PgError>),
     /// The group commit's queue is full: nothing was written, the request should be
     /// retried later (see `ingest.max_queued_requests`).
     #[error("{queued} requests are already waiting for the group commit")]
@@ -86,6 +90,12 @@ pub enum StoreError {
         /// Requests waiting when this one was refused.
         queued: usize,
     },
+}
+
+impl From<postgres::PgError> for StoreError {
+    fn from(error: postgres::PgError) -> Self {
+        StoreError::Postgres(Box::new(error))
+    }
 }
 
 /// How to open the store.

@@ -98,15 +98,9 @@ impl SuppressionStatus {
 }
 
 impl Store {
-    /// The key an address is suppressed under: as given (domain already lower-cased by
-    /// `EmailAddress::parse`), or wholly lower-cased when the store is configured to match
-    /// local parts case-insensitively.
+    /// The key an address is suppressed under (see [`suppression_key`]).
     pub fn suppression_key<'a>(&self, address: &'a str) -> std::borrow::Cow<'a, str> {
-        if self.fold_local_parts() && address.chars().any(char::is_uppercase) {
-            std::borrow::Cow::Owned(address.to_lowercase())
-        } else {
-            std::borrow::Cow::Borrowed(address)
-        }
+        suppression_key(address, self.fold_local_parts())
     }
 
     /// Returns what decides whether `address` (normalized) is suppressed, without decoding
@@ -199,61 +193,10 @@ impl Store {
         created_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(Suppression, SuppressOutcome), StoreError> {
-        let created_at = created_at.map_or(now, |at| at.min(now));
         let key = self.suppression_key(&request.address).into_owned();
         let result = self
             .update_suppression(&key, |existing| {
-                let change = |change: &str| Change {
-                    at: now,
-                    change: change.to_owned(),
-                    by: request.rule.clone(),
-                    reason: request.reason.clone(),
-                };
-                match existing {
-                    Some(mut entry) if entry.in_force(now) => {
-                        let outcome = match (entry.expires_at, request.expires_at) {
-                            (None, _) => SuppressOutcome::Unchanged,
-                            (Some(_), None) => SuppressOutcome::Upgraded,
-                            (Some(old), Some(new)) if new > old => SuppressOutcome::Extended,
-                            (Some(_), Some(_)) => SuppressOutcome::Unchanged,
-                        };
-                        if outcome != SuppressOutcome::Unchanged {
-                            entry.expires_at = request.expires_at;
-                            entry.reason = request.reason.clone();
-                            entry.rule = request.rule.clone();
-                            entry.source = request.source.clone();
-                            entry.event_id = request.event_id;
-                            entry.updated_at = now;
-                            let name = if outcome == SuppressOutcome::Upgraded {
-                                "upgrade"
-                            } else {
-                                "extend"
-                            };
-                            push_history(&mut entry, change(name));
-                        }
-                        Some((entry, outcome))
-                    }
-                    previous => {
-                        let mut history = previous.map(|p| p.history).unwrap_or_default();
-                        history.push(change("suppress"));
-                        let mut entry = Suppression {
-                            address: key.clone(),
-                            reason: request.reason.clone(),
-                            source: request.source.clone(),
-                            event_id: request.event_id,
-                            rule: request.rule.clone(),
-                            created_at,
-                            updated_at: now,
-                            expires_at: request.expires_at,
-                            active: true,
-                            history: Vec::new(),
-                        };
-                        for item in history {
-                            push_history(&mut entry, item);
-                        }
-                        Some((entry, SuppressOutcome::Added))
-                    }
-                }
+                Some(suppressed(request, &key, existing, created_at, now))
             })?
             .expect("suppress always writes");
         if result.1 == SuppressOutcome::Added {
@@ -274,19 +217,7 @@ impl Store {
     ) -> Result<Option<Suppression>, StoreError> {
         let key = self.suppression_key(address).into_owned();
         self.update_suppression(&key, |existing| {
-            let mut entry = existing.filter(|entry| entry.in_force(now))?;
-            entry.active = false;
-            entry.updated_at = now;
-            push_history(
-                &mut entry,
-                Change {
-                    at: now,
-                    change: "unsuppress".to_owned(),
-                    by: by.to_owned(),
-                    reason: reason.to_owned(),
-                },
-            );
-            Some((entry, ()))
+            lifted(existing, by, reason, now).map(|entry| (entry, ()))
         })
         .map(|result| result.map(|(entry, ())| entry))
     }
@@ -543,9 +474,9 @@ const DOMAIN_INDEX_BUILT: &[u8] = b"";
 
 /// The domain index key of a stored address: its domain, `0x00`, the address.
 fn domain_key(address: &str) -> Vec<u8> {
-    let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
+    let domain = domain_of(address);
     let mut key = Vec::with_capacity(domain.len() + 1 + address.len());
-    key.extend_from_slice(domain.to_lowercase().as_bytes());
+    key.extend_from_slice(domain.as_bytes());
     key.push(0);
     key.extend_from_slice(address.as_bytes());
     key
@@ -565,6 +496,115 @@ fn storage_error(error: TransactionError<Infallible>) -> StoreError {
         TransactionError::Abort(never) => match never {},
         TransactionError::Storage(error) => StoreError::Sled(error),
     }
+}
+
+/// What suppressing `key` (the stored form of the request's address) does to its entry:
+/// an entry in force is extended or upgraded (permanent beats expiring), never
+/// shortened; otherwise a new entry is added, keeping the old one's history. A new entry
+/// records `created_at` (clamped to `now`) as when it was first suppressed. Both backends
+/// decide with this.
+pub fn suppressed(
+    request: &SuppressRequest,
+    key: &str,
+    existing: Option<Suppression>,
+    created_at: Option<Timestamp>,
+    now: Timestamp,
+) -> (Suppression, SuppressOutcome) {
+    let created_at = created_at.map_or(now, |at| at.min(now));
+    let change = |change: &str| Change {
+        at: now,
+        change: change.to_owned(),
+        by: request.rule.clone(),
+        reason: request.reason.clone(),
+    };
+    match existing {
+        Some(mut entry) if entry.in_force(now) => {
+            let outcome = match (entry.expires_at, request.expires_at) {
+                (None, _) => SuppressOutcome::Unchanged,
+                (Some(_), None) => SuppressOutcome::Upgraded,
+                (Some(old), Some(new)) if new > old => SuppressOutcome::Extended,
+                (Some(_), Some(_)) => SuppressOutcome::Unchanged,
+            };
+            if outcome != SuppressOutcome::Unchanged {
+                entry.expires_at = request.expires_at;
+                entry.reason = request.reason.clone();
+                entry.rule = request.rule.clone();
+                entry.source = request.source.clone();
+                entry.event_id = request.event_id;
+                entry.updated_at = now;
+                let name = if outcome == SuppressOutcome::Upgraded {
+                    "upgrade"
+                } else {
+                    "extend"
+                };
+                push_history(&mut entry, change(name));
+            }
+            (entry, outcome)
+        }
+        previous => {
+            let mut history = previous.map(|p| p.history).unwrap_or_default();
+            history.push(change("suppress"));
+            let mut entry = Suppression {
+                address: key.to_owned(),
+                reason: request.reason.clone(),
+                source: request.source.clone(),
+                event_id: request.event_id,
+                rule: request.rule.clone(),
+                created_at,
+                updated_at: now,
+                expires_at: request.expires_at,
+                active: true,
+                history: Vec::new(),
+            };
+            for item in history {
+                push_history(&mut entry, item);
+            }
+            (entry, SuppressOutcome::Added)
+        }
+    }
+}
+
+/// What lifting a suppression does to its entry: an entry in force becomes inactive with
+/// the change recorded; anything else is left alone (`None`). Both backends decide with
+/// this.
+pub fn lifted(
+    existing: Option<Suppression>,
+    by: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Option<Suppression> {
+    let mut entry = existing.filter(|entry| entry.in_force(now))?;
+    entry.active = false;
+    entry.updated_at = now;
+    push_history(
+        &mut entry,
+        Change {
+            at: now,
+            change: "unsuppress".to_owned(),
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+        },
+    );
+    Some(entry)
+}
+
+/// The key an address is suppressed under: as given (domain already lower-cased by
+/// `EmailAddress::parse`), or wholly lower-cased when local parts match
+/// case-insensitively (`fold_local_parts`).
+pub fn suppression_key(address: &str, fold_local_parts: bool) -> std::borrow::Cow<'_, str> {
+    if fold_local_parts && address.chars().any(char::is_uppercase) {
+        std::borrow::Cow::Owned(address.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(address)
+    }
+}
+
+/// The domain of a stored address, lower-cased ("" without an `@`).
+pub fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map_or("", |(_, domain)| domain)
+        .to_lowercase()
 }
 
 fn push_history(entry: &mut Suppression, change: Change) {

@@ -13,6 +13,7 @@
 //! Connections are plain TCP or a Unix socket; TLS to the database is not supported yet.
 
 pub mod migrations;
+mod suppressions;
 
 use std::fmt;
 use std::time::Duration;
@@ -161,6 +162,9 @@ pub struct PgOptions {
     pub url: Secret,
     /// Connections kept open at most.
     pub pool_size: usize,
+    /// Match suppressed addresses' local parts case-insensitively, as the embedded
+    /// store's option of the same name.
+    pub fold_local_parts: bool,
 }
 
 /// A pool of connections to the store's database.
@@ -168,6 +172,7 @@ pub struct PgOptions {
 pub struct PgStore {
     pool: Pool,
     target: Target,
+    fold_local_parts: bool,
 }
 
 impl fmt::Debug for PgStore {
@@ -207,7 +212,11 @@ impl PgStore {
                 context: "building the connection pool".into(),
                 reason: error.to_string(),
             })?;
-        let store = PgStore { pool, target };
+        let store = PgStore {
+            pool,
+            target,
+            fold_local_parts: options.fold_local_parts,
+        };
         let client = store.client().await?;
         let version: String = client
             .query_one("SHOW server_version_num", &[])

@@ -61,7 +61,9 @@ CREATE TABLE mw_pending (
 
 CREATE INDEX mw_pending_recipient ON mw_pending (recipient_hash, event_id);
 
--- The suppression list: one row per bare address, with its current state.
+-- The suppression list: one row per bare address. `record` is the whole entry as the
+-- embedded store keeps it (its last 50 changes included); the columns beside it are what
+-- queries filter and sort on.
 CREATE TABLE mw_suppressions (
     address text PRIMARY KEY,
     domain text NOT NULL,
@@ -74,16 +76,6 @@ CREATE TABLE mw_suppressions (
 CREATE INDEX mw_suppressions_domain ON mw_suppressions (domain, address);
 CREATE INDEX mw_suppressions_expiry ON mw_suppressions (expires_at)
     WHERE expires_at IS NOT NULL;
-
--- Every change of every address's suppression, oldest first.
-CREATE TABLE mw_suppression_history (
-    id bigserial PRIMARY KEY,
-    address text NOT NULL,
-    at timestamptz NOT NULL,
-    change jsonb NOT NULL
-);
-
-CREATE INDEX mw_suppression_history_address ON mw_suppression_history (address, id);
 
 -- Nodes sharing this database: what each last said about itself, so that a node whose
 -- rules differ from the others' can say so.

@@ -1,0 +1,93 @@
+//! The store's operations as both backends provide them: the embedded sled store
+//! ([`Store`]) and PostgreSQL ([`PgStore`]), so that one conformance suite
+//! (`tests/e2e/conformance.rs`) holds every behaviour to both.
+//!
+//! It grows one group of operations at a time as the PostgreSQL backend does (issue 15);
+//! the service itself still calls [`Store`] directly until every group is here. Today:
+//! the suppression list.
+
+use std::future::Future;
+
+use jiff::Timestamp;
+
+use super::postgres::PgStore;
+use super::suppressions::{SuppressOutcome, SuppressRequest, Suppression};
+use super::{Store, StoreError};
+
+/// The suppression list: one entry per address, extended or upgraded but never
+/// shortened by a new suppression, lifted with a reason, its changes kept.
+pub trait SuppressionList: Send + Sync {
+    /// The entry of `address` (normalized), in force or not.
+    fn suppression(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Option<Suppression>, StoreError>> + Send;
+
+    /// Suppresses an address; a newly added entry records `created_at` (clamped to
+    /// `now`) as when it was first suppressed.
+    fn suppress_since(
+        &self,
+        request: &SuppressRequest,
+        created_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(Suppression, SuppressOutcome), StoreError>> + Send;
+
+    /// Lifts the suppression of `address`; returns the entry if it was in force.
+    fn unsuppress(
+        &self,
+        address: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Suppression>, StoreError>> + Send;
+}
+
+impl SuppressionList for Store {
+    async fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError> {
+        Store::suppression(self, address)
+    }
+
+    async fn suppress_since(
+        &self,
+        request: &SuppressRequest,
+        created_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(Suppression, SuppressOutcome), StoreError> {
+        Store::suppress_since(self, request, created_at, now)
+    }
+
+    async fn unsuppress(
+        &self,
+        address: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<Suppression>, StoreError> {
+        Store::unsuppress(self, address, by, reason, now)
+    }
+}
+
+impl SuppressionList for PgStore {
+    async fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError> {
+        Ok(PgStore::suppression(self, address).await?)
+    }
+
+    async fn suppress_since(
+        &self,
+        request: &SuppressRequest,
+        created_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(Suppression, SuppressOutcome), StoreError> {
+        Ok(PgStore::suppress_since(self, request, created_at, now).await?)
+    }
+
+    async fn unsuppress(
+        &self,
+        address: &str,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<Suppression>, StoreError> {
+        Ok(PgStore::unsuppress(self, address, by, reason, now).await?)
+    }
+}
