@@ -746,7 +746,7 @@ pub(crate) struct Rejected {
 }
 
 /// What an import did.
-#[derive(Serialize, Default)]
+#[derive(Serialize)]
 pub(crate) struct ImportReport {
     /// Addresses newly suppressed.
     pub(crate) added: usize,
@@ -758,15 +758,34 @@ pub(crate) struct ImportReport {
     pub(crate) rejected: Vec<Rejected>,
     /// Every rejected row.
     pub(crate) rejected_count: usize,
+    /// Most rows `rejected` lists.
+    #[serde(skip)]
+    listed: usize,
 }
 
 impl ImportReport {
-    fn reject(&mut self, line: usize, error: impl Into<String>) {
+    /// An empty report that lists at most `listed` rejected rows (it counts them all).
+    fn new(listed: usize) -> Self {
+        Self {
+            added: 0,
+            updated: 0,
+            unchanged: 0,
+            rejected: Vec::new(),
+            rejected_count: 0,
+            listed,
+        }
+    }
+
+    /// Counts a rejected row and keeps its message while fewer than the listed maximum
+    /// are kept: rows are rejected as they are read, in line order, so these are the
+    /// first ones, and a file of junk costs a counter, not a string per line. The message
+    /// is only formatted when it is kept.
+    fn reject(&mut self, line: usize, error: impl std::fmt::Display) {
         self.rejected_count += 1;
-        if self.rejected.len() < MAX_REJECTED_LISTED {
+        if self.rejected.len() < self.listed {
             self.rejected.push(Rejected {
                 line,
-                error: error.into(),
+                error: error.to_string(),
             });
         }
     }
@@ -780,20 +799,22 @@ impl ImportReport {
 pub async fn import(State(state): State<AppState>, body: Body) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body, MAX_IMPORT_BYTES).await?;
     let store = state.store.clone();
-    let report = blocking(move || import_rows(&store, &bytes)).await?;
+    let report = blocking(move || import_rows(&store, &bytes, MAX_REJECTED_LISTED)).await?;
     state.store.flush().await?;
     Ok(Json(json!(report)))
 }
 
 /// Applies an import body (any format [`import`] takes) row by row and reports what it
-/// did: shared by the API and the console. The caller flushes.
+/// did, listing at most `listed` of the rejected rows (the first, by line; the count has
+/// them all): shared by the API and the console. The caller flushes.
 pub(crate) fn import_rows(
     store: &crate::store::Store,
     bytes: &[u8],
+    listed: usize,
 ) -> Result<ImportReport, StoreError> {
     let now = Timestamp::now();
-    let mut report = ImportReport::default();
-    let mut apply = |row: ImportRow| -> Result<(), StoreError> {
+    let mut report = ImportReport::new(listed);
+    let mut apply = |report: &mut ImportReport, row: ImportRow| -> Result<(), StoreError> {
         let line = row.line;
         match validate(row, now) {
             Err(error) => report.reject(line, error),
@@ -807,10 +828,8 @@ pub(crate) fn import_rows(
         }
         Ok(())
     };
-    let parse_errors = read_rows(bytes, &mut apply)?;
-    for (line, error) in parse_errors {
-        report.reject(line, error);
-    }
+    read_rows(bytes, &mut report, &mut apply)?;
+    // Already in line order as read; kept sorted should a reader report out of order.
     report.rejected.sort_by_key(|rejected| rejected.line);
     Ok(report)
 }
@@ -860,16 +879,17 @@ fn is_skipped(line: &[u8]) -> bool {
 }
 
 /// Reads the rows of an import body, detecting its format from the first line that is
-/// neither blank nor a comment, and hands each row to `apply`. Returns the lines that
-/// could not be read as rows.
+/// neither blank nor a comment, and hands each row to `apply`. Lines that cannot be read
+/// as rows are rejected in `report` as they are met, so they are counted in line order
+/// with the rows `apply` rejects and only the listed ones are kept.
 fn read_rows(
     bytes: &[u8],
-    apply: &mut impl FnMut(ImportRow) -> Result<(), StoreError>,
-) -> Result<Vec<(usize, String)>, StoreError> {
+    report: &mut ImportReport,
+    apply: &mut impl FnMut(&mut ImportReport, ImportRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut errors = Vec::new();
     let Some((_, first)) = numbered_lines(bytes).find(|(_, line)| !is_skipped(line)) else {
-        return Ok(errors);
+        return Ok(());
     };
     let first = first.trim_ascii();
     if first.starts_with(b"{") {
@@ -878,35 +898,41 @@ fn read_rows(
                 continue;
             }
             match serde_json::from_slice::<JsonRow>(text) {
-                Ok(row) => apply(ImportRow {
-                    line,
-                    address: row.address,
-                    reason: row.reason,
-                    source: row.source,
-                    created_at: row.created_at,
-                    expires_at: row.expires_at,
-                })?,
-                Err(error) => errors.push((line, format!("not a JSON entry: {error}"))),
+                Ok(row) => apply(
+                    report,
+                    ImportRow {
+                        line,
+                        address: row.address,
+                        reason: row.reason,
+                        source: row.source,
+                        created_at: row.created_at,
+                        expires_at: row.expires_at,
+                    },
+                )?,
+                Err(error) => report.reject(line, format_args!("not a JSON entry: {error}")),
             }
         }
     } else if csv_header(first).is_some() {
-        read_csv(bytes, apply, &mut errors)?;
+        read_csv(bytes, report, apply)?;
     } else {
         for (line, text) in numbered_lines(bytes) {
             if is_skipped(text) {
                 continue;
             }
             match std::str::from_utf8(text) {
-                Ok(text) => apply(ImportRow {
-                    line,
-                    address: text.trim().to_owned(),
-                    ..ImportRow::default()
-                })?,
-                Err(_) => errors.push((line, "line is not valid UTF-8".to_owned())),
+                Ok(text) => apply(
+                    report,
+                    ImportRow {
+                        line,
+                        address: text.trim().to_owned(),
+                        ..ImportRow::default()
+                    },
+                )?,
+                Err(_) => report.reject(line, "line is not valid UTF-8"),
             }
         }
     }
-    Ok(errors)
+    Ok(())
 }
 
 /// Column positions of a CSV header: address, reason, source, created_at, expires_at.
@@ -934,10 +960,12 @@ fn columns_of(record: &csv::StringRecord) -> Option<Columns> {
     columns[0].map(|_| columns)
 }
 
+/// Reads the rows of a CSV import (its first row the header) into `apply`, rejecting
+/// unreadable records in `report` as they are met.
 fn read_csv(
     bytes: &[u8],
-    apply: &mut impl FnMut(ImportRow) -> Result<(), StoreError>,
-    errors: &mut Vec<(usize, String)>,
+    report: &mut ImportReport,
+    apply: &mut impl FnMut(&mut ImportReport, ImportRow) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -953,11 +981,10 @@ fn read_csv(
             Ok(true) => {}
             Err(error) => {
                 let line = error.position().map_or(line, |p| p.line() as usize);
-                let message = match error.kind() {
-                    csv::ErrorKind::Utf8 { .. } => "line is not valid UTF-8".to_owned(),
-                    _ => format!("not a CSV row: {error}"),
-                };
-                errors.push((line, message));
+                match error.kind() {
+                    csv::ErrorKind::Utf8 { .. } => report.reject(line, "line is not valid UTF-8"),
+                    _ => report.reject(line, format_args!("not a CSV row: {error}")),
+                }
                 continue;
             }
         }
@@ -969,7 +996,7 @@ fn read_csv(
             // The first row is the header (format detection found it there).
             columns = columns_of(&record);
             if columns.is_none() {
-                errors.push((line, "the CSV header has no `address` column".to_owned()));
+                report.reject(line, "the CSV header has no `address` column");
                 return Ok(());
             }
             continue;
@@ -979,14 +1006,17 @@ fn read_csv(
                 .and_then(|index| record.get(index))
                 .map(str::to_owned)
         };
-        apply(ImportRow {
-            line,
-            address: field(0).unwrap_or_default(),
-            reason: field(1),
-            source: field(2),
-            created_at: field(3),
-            expires_at: field(4),
-        })?;
+        apply(
+            report,
+            ImportRow {
+                line,
+                address: field(0).unwrap_or_default(),
+                reason: field(1),
+                source: field(2),
+                created_at: field(3),
+                expires_at: field(4),
+            },
+        )?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod entry;
 
 use axum::Form;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
 use axum::http::StatusCode;
@@ -827,8 +828,9 @@ fn import_form(error: Option<&str>) -> Markup {
     }
 }
 
-/// Reads the `file` part of the import form: its name and bytes.
-async fn read_file(multipart: &mut Multipart) -> Result<Option<(String, Vec<u8>)>, String> {
+/// Reads the `file` part of the import form: its name and bytes (the buffer the upload
+/// was read into, not a copy: it may be the API's largest import).
+async fn read_file(multipart: &mut Multipart) -> Result<Option<(String, Bytes)>, String> {
     while let Some(field) = multipart
         .next_field()
         .await
@@ -842,7 +844,7 @@ async fn read_file(multipart: &mut Multipart) -> Result<Option<(String, Vec<u8>)
             .bytes()
             .await
             .map_err(|error| format!("The upload could not be read: {}", error.body_text()))?;
-        return Ok(Some((name, bytes.to_vec())));
+        return Ok(Some((name, bytes)));
     }
     Ok(None)
 }
@@ -868,7 +870,8 @@ async fn import(
         }
     };
     let store = state.store.clone();
-    let report = blocking(move || import_rows(&store, &bytes)).await?;
+    // The notice shows only the first rejected rows: the report keeps no more.
+    let report = blocking(move || import_rows(&store, &bytes, REJECTED_SHOWN)).await?;
     state.store.flush().await?;
     let extras = Extras {
         notice: Some(import_notice(&name, &report)),

@@ -744,6 +744,40 @@ async fn import_reports_bad_lines_and_applies_the_good_ones() {
     let (_, soft) = get(&app, "soft@example.com").await;
     assert_eq!(soft["expires_at"], "2099-06-01T00:00:00Z");
 
+    // Many bad lines: all counted, only the first 10 000 (the most an answer lists)
+    // listed, in line order whether the line was unreadable or held a bad address.
+    let listed = 10_000;
+    let mut jsonl = String::from("{\"address\":\"first@example.com\"}\nnot json\n");
+    for _ in 0..listed {
+        jsonl.push_str("{\"address\":\"not an address\"}\n");
+    }
+    jsonl.push_str("{\"address\": \n");
+    let (status, report) = import(&app, jsonl).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["added"], 1);
+    assert_eq!(report["rejected_count"], listed + 2);
+    let lines: Vec<u64> = report["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| r["line"].as_u64().expect("line"))
+        .collect();
+    // Lines 2 to 10 001, one by one: the first rejected ones, in order.
+    assert_eq!(
+        (lines.len(), lines.first().copied(), lines.last().copied()),
+        (listed, Some(2), Some(listed as u64 + 1)),
+        "the first rejected lines, by line"
+    );
+    assert!(lines.windows(2).all(|pair| pair[1] == pair[0] + 1));
+    assert!(
+        report["rejected"][0]["error"]
+            .as_str()
+            .expect("error")
+            .starts_with("not a JSON entry"),
+        "{}",
+        report["rejected"][0]
+    );
+
     // An empty body imports nothing.
     let (status, report) = import(&app, "").await;
     assert_eq!(

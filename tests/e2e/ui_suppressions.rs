@@ -263,6 +263,17 @@ async fn csv_and_jsonl_files_are_imported_and_the_filter_is_exported() {
     );
     assert!(rows(&html).contains("cat@example.org"), "{html}");
 
+    // Many bad rows: all counted, the first ones shown.
+    let junk: String = (0..500).map(|i| format!("junk{i}\n")).collect();
+    let (status, html) = import_file(&app, "junk.txt", &junk).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("0 added, 0 updated, 0 unchanged, 500 rejected."),
+        "{html}"
+    );
+    assert!(html.contains("Line 10:"), "{html}");
+    assert!(!html.contains("Line 11:"), "{html}");
+
     let (status, html) = import_file(&app, "empty.csv", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("Choose a CSV or JSONL file"), "{html}");
