@@ -5,6 +5,7 @@ mod actions;
 mod adapters;
 mod backup;
 mod browser;
+mod conformance;
 mod custom_providers;
 mod fuzz;
 mod hardening;

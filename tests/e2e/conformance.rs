@@ -1,0 +1,258 @@
+//! One behaviour, both backends: each scenario here runs against the embedded sled store
+//! (in a temporary directory) and against PostgreSQL (a fresh database of the throwaway
+//! cluster, see `pg`), through the operations both provide (`store::backend`).
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use mailwarden::store::backend::SuppressionList;
+use mailwarden::store::postgres::{PgOptions, PgStore};
+use mailwarden::store::suppressions::{SuppressOutcome, SuppressRequest, Suppression};
+use mailwarden::store::{Store, StoreOptions};
+
+use crate::pg::cluster;
+
+/// The embedded store in a temporary directory (kept alive beside it).
+fn sled_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("db"), &StoreOptions::default()).expect("open");
+    (store, dir)
+}
+
+/// A migrated PostgreSQL store on a fresh database; `None` when PostgreSQL is missing
+/// and not required.
+async fn pg_store() -> Option<PgStore> {
+    let database = cluster()?.fresh_database();
+    let options = PgOptions {
+        url: mailwarden::config::Secret::new(database.url),
+        pool_size: 8,
+        fold_local_parts: false,
+    };
+    let store = PgStore::connect(&options).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+/// Runs `scenario` on both backends, naming the backend in a failure.
+macro_rules! on_both_backends {
+    ($scenario:ident) => {{
+        let (sled, _dir) = sled_store();
+        $scenario(Arc::new(sled), "sled").await;
+        if let Some(pg) = pg_store().await {
+            $scenario(Arc::new(pg), "postgres").await;
+        }
+    }};
+}
+
+fn request(address: &str, expires_at: Option<Timestamp>) -> SuppressRequest {
+    SuppressRequest {
+        address: address.to_owned(),
+        reason: "hard_bounce".into(),
+        source: Some("opptima".into()),
+        event_id: None,
+        rule: "hard_bounce".into(),
+        expires_at,
+    }
+}
+
+fn changes(entry: &Suppression) -> Vec<&str> {
+    entry.history.iter().map(|c| c.change.as_str()).collect()
+}
+
+/// A moment with whole microseconds (what PostgreSQL's timestamps keep), fixed for the
+/// scenario.
+fn now() -> Timestamp {
+    let micros = Timestamp::now().as_microsecond();
+    Timestamp::from_microsecond(micros).expect("now")
+}
+
+async fn suppressions_extend_upgrade_and_never_shorten(
+    list: Arc<impl SuppressionList>,
+    backend: &str,
+) {
+    let now = now();
+    let day = SignedDuration::from_hours(24);
+
+    let (entry, outcome) = list
+        .suppress_since(&request("perm@example.com", None), None, now)
+        .await
+        .expect("suppress");
+    assert_eq!(outcome, SuppressOutcome::Added, "{backend}");
+    assert_eq!((entry.created_at, entry.active), (now, true), "{backend}");
+    let (_, again) = list
+        .suppress_since(&request("perm@example.com", Some(now + day)), None, now)
+        .await
+        .expect("suppress");
+    assert_eq!(
+        again,
+        SuppressOutcome::Unchanged,
+        "{backend}: permanent beats expiring"
+    );
+
+    let address = "soft@example.com";
+    let steps = [
+        (Some(now + day), SuppressOutcome::Added),
+        (Some(now + day * 2), SuppressOutcome::Extended),
+        (Some(now + day), SuppressOutcome::Unchanged),
+        (None, SuppressOutcome::Upgraded),
+        (Some(now + day * 9), SuppressOutcome::Unchanged),
+    ];
+    for (expires_at, expected) in steps {
+        let (_, outcome) = list
+            .suppress_since(&request(address, expires_at), None, now)
+            .await
+            .expect("suppress");
+        assert_eq!(outcome, expected, "{backend}: expiring {expires_at:?}");
+    }
+    let stored = list
+        .suppression(address)
+        .await
+        .expect("read")
+        .expect("entry");
+    assert_eq!(stored.expires_at, None, "{backend}");
+    assert_eq!(
+        changes(&stored),
+        ["suppress", "extend", "upgrade"],
+        "{backend}"
+    );
+    assert!(
+        list.suppression("nobody@example.com")
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
+async fn a_lifted_suppression_keeps_its_history(list: Arc<impl SuppressionList>, backend: &str) {
+    let now = now();
+    let address = "jane@example.com";
+    list.suppress_since(&request(address, None), None, now)
+        .await
+        .expect("suppress");
+    let lifted = list
+        .unsuppress(address, "support", "asked by the customer", now)
+        .await
+        .expect("unsuppress")
+        .expect("was in force");
+    assert!(!lifted.active, "{backend}");
+    assert_eq!(
+        lifted.history[1].reason, "asked by the customer",
+        "{backend}"
+    );
+    assert!(
+        list.unsuppress(address, "support", "twice", now)
+            .await
+            .expect("unsuppress")
+            .is_none(),
+        "{backend}: nothing left to lift"
+    );
+
+    let (entry, outcome) = list
+        .suppress_since(&request(address, None), None, now)
+        .await
+        .expect("suppress");
+    assert_eq!(outcome, SuppressOutcome::Added, "{backend}");
+    assert_eq!(
+        changes(&entry),
+        ["suppress", "unsuppress", "suppress"],
+        "{backend}"
+    );
+    let stored = list
+        .suppression(address)
+        .await
+        .expect("read")
+        .expect("entry");
+    assert_eq!(stored, entry, "{backend}: what is read is what was written");
+}
+
+async fn an_expired_suppression_is_added_again_and_imports_keep_their_dates(
+    list: Arc<impl SuppressionList>,
+    backend: &str,
+) {
+    let now = now();
+    let hour = SignedDuration::from_hours(1);
+    let address = "short@example.com";
+    list.suppress_since(&request(address, Some(now + hour)), None, now)
+        .await
+        .expect("suppress");
+    let later = now + hour * 2;
+    let (entry, outcome) = list
+        .suppress_since(&request(address, None), None, later)
+        .await
+        .expect("suppress");
+    assert_eq!(
+        outcome,
+        SuppressOutcome::Added,
+        "{backend}: the old one had expired"
+    );
+    assert_eq!(entry.created_at, later, "{backend}");
+
+    let (imported, _) = list
+        .suppress_since(
+            &request("old@example.com", None),
+            Some(now - hour * 1000),
+            now,
+        )
+        .await
+        .expect("import");
+    assert_eq!(imported.created_at, now - hour * 1000, "{backend}");
+    let (future, _) = list
+        .suppress_since(&request("future@example.com", None), Some(now + hour), now)
+        .await
+        .expect("import");
+    assert_eq!(
+        future.created_at, now,
+        "{backend}: a future date is clamped"
+    );
+}
+
+async fn one_address_added_at_once_by_many_writers_is_added_once(
+    list: Arc<impl SuppressionList + 'static>,
+    backend: &str,
+) {
+    let now = now();
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let list = list.clone();
+            tokio::spawn(async move {
+                list.suppress_since(&request("race@example.com", None), None, now)
+                    .await
+                    .expect("suppress")
+                    .1
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for writer in writers {
+        if writer.await.expect("writer") == SuppressOutcome::Added {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 1, "{backend}");
+    let entry = list
+        .suppression("race@example.com")
+        .await
+        .expect("read")
+        .expect("entry");
+    assert_eq!(changes(&entry), ["suppress"], "{backend}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn suppressions_are_extended_or_upgraded_never_shortened() {
+    on_both_backends!(suppressions_extend_upgrade_and_never_shorten);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifting_a_suppression_keeps_its_history() {
+    on_both_backends!(a_lifted_suppression_keeps_its_history);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_suppressions_come_back_as_new_and_imports_keep_dates() {
+    on_both_backends!(an_expired_suppression_is_added_again_and_imports_keep_their_dates);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_add_an_address_once() {
+    on_both_backends!(one_address_added_at_once_by_many_writers_is_added_once);
+}
