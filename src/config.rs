@@ -595,6 +595,7 @@ impl Config {
                 url: url.clone(),
                 pool_size: self.storage.pool_size,
                 fold_local_parts: self.suppressions.case_insensitive_local_part,
+                max_group: self.storage.max_group,
             }),
             _ => None,
         }

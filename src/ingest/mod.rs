@@ -230,12 +230,28 @@ fn prepare_request(
     body: &[u8],
     received_at: Timestamp,
 ) -> Result<Prepared, StoreError> {
+    Ok(prepare(source, body, received_at, store.next_id()))
+}
+
+/// What one request posted to `source` writes to a store (of either backend): the body
+/// under `body_id`, its events and its quarantine entries.
+pub fn prepare_batch(
+    source: &Source,
+    body: &[u8],
+    received_at: Timestamp,
+    body_id: EventId,
+) -> IngestBatch {
+    prepare(source, body, received_at, body_id).batch
+}
+
+/// Normalizes a body into a batch, its body stored under `body_id`.
+fn prepare(source: &Source, body: &[u8], received_at: Timestamp, body_id: EventId) -> Prepared {
     let header = crate::store::bodies::BodyHeader {
         source: source.name.clone(),
         received_at,
         compression: None,
     };
-    let (body_id, stored_body) = store.encode_body(&header, body);
+    let stored_body = crate::store::bodies::encode_body(&header, body);
     let quarantine_entry = |error: String, index: Option<usize>, element: Option<&RawValue>| {
         let entry = QuarantineEntry {
             id: None,
@@ -264,13 +280,13 @@ fn prepare_request(
             batch
                 .quarantine
                 .push(quarantine_entry(error.to_string(), None, None));
-            return Ok(Prepared {
+            return Prepared {
                 batch,
                 errors: Vec::new(),
                 warnings: 0,
                 kinds: Vec::new(),
                 body_error: Some(error),
-            });
+            };
         }
     };
     let mut events = Vec::with_capacity(elements.len());
@@ -329,11 +345,11 @@ fn prepare_request(
             record: Record::of(event, dedup, &mut locator).encode(),
         });
     }
-    Ok(Prepared {
+    Prepared {
         batch,
         errors,
         warnings,
         kinds,
         body_error: None,
-    })
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! It grows one group of operations at a time as the PostgreSQL backend does (issue 15);
 //! the service itself still calls [`Store`] directly until every group is here. Today:
-//! the suppression list.
+//! the suppression list, and storing and reading events.
 
 use std::future::Future;
 
@@ -12,7 +12,52 @@ use jiff::Timestamp;
 
 use super::postgres::PgStore;
 use super::suppressions::{SuppressOutcome, SuppressRequest, Suppression};
-use super::{Store, StoreError};
+use super::{IngestBatch, IngestOutcome, Store, StoreError};
+use crate::event::{Event, EventId};
+
+/// Stored events: a request's batch committed at once (a `2xx` only after it is
+/// durable), its retries recognized as duplicates, each event read back as stored.
+pub trait EventLog: Send + Sync {
+    /// A new id, for the body of a request about to be committed.
+    fn next_id(&self) -> EventId;
+
+    /// Stores a request's body, events and quarantine entries; returns once durable.
+    fn commit(
+        &self,
+        batch: IngestBatch,
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+
+    /// The stored event `id`.
+    fn event(&self, id: EventId) -> impl Future<Output = Result<Option<Event>, StoreError>> + Send;
+}
+
+impl EventLog for Store {
+    fn next_id(&self) -> EventId {
+        Store::next_id(self)
+    }
+
+    async fn commit(&self, batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
+        Store::commit(self, batch).await
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
+        Store::event(self, id)
+    }
+}
+
+impl EventLog for PgStore {
+    fn next_id(&self) -> EventId {
+        PgStore::next_id(self)
+    }
+
+    async fn commit(&self, batch: IngestBatch) -> Result<IngestOutcome, StoreError> {
+        PgStore::commit(self, batch).await
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<Event>, StoreError> {
+        PgStore::event(self, id).await
+    }
+}
 
 /// The suppression list: one entry per address, extended or upgraded but never
 /// shortened by a new suppression, lifted with a reason, its changes kept.

@@ -45,22 +45,7 @@ impl Store {
     /// `IngestBatch::body`).
     pub fn encode_body(&self, header: &BodyHeader, body: &[u8]) -> (EventId, Vec<u8>) {
         let id = self.next_id();
-        let compressed = (body.len() >= COMPRESS_FROM)
-            .then(|| zstd::bulk::compress(body, ZSTD_LEVEL).ok())
-            .flatten()
-            .filter(|compressed| compressed.len() < body.len());
-        let header = BodyHeader {
-            compression: compressed.as_ref().map(|_| ZSTD.to_owned()),
-            ..header.clone()
-        };
-        let stored = compressed.as_deref().unwrap_or(body);
-        let header_json = serde_json::to_vec(&header).expect("body header serializes");
-        let header_len = u32::try_from(header_json.len()).expect("body header is small");
-        let mut value = Vec::with_capacity(4 + header_json.len() + stored.len());
-        value.extend_from_slice(&header_len.to_be_bytes());
-        value.extend_from_slice(&header_json);
-        value.extend_from_slice(stored);
-        (id, value)
+        (id, encode_body(header, body))
     }
 
     /// Returns a stored body and its header.
@@ -70,6 +55,27 @@ impl Store {
             None => Ok(None),
         }
     }
+}
+
+/// A body's stored form, as both backends keep it: the length of its JSON header, the
+/// header, then the bytes (zstd-compressed when that makes them smaller).
+pub fn encode_body(header: &BodyHeader, body: &[u8]) -> Vec<u8> {
+    let compressed = (body.len() >= COMPRESS_FROM)
+        .then(|| zstd::bulk::compress(body, ZSTD_LEVEL).ok())
+        .flatten()
+        .filter(|compressed| compressed.len() < body.len());
+    let header = BodyHeader {
+        compression: compressed.as_ref().map(|_| ZSTD.to_owned()),
+        ..header.clone()
+    };
+    let stored = compressed.as_deref().unwrap_or(body);
+    let header_json = serde_json::to_vec(&header).expect("body header serializes");
+    let header_len = u32::try_from(header_json.len()).expect("body header is small");
+    let mut value = Vec::with_capacity(4 + header_json.len() + stored.len());
+    value.extend_from_slice(&header_len.to_be_bytes());
+    value.extend_from_slice(&header_json);
+    value.extend_from_slice(stored);
+    value
 }
 
 /// Decodes a stored body value into its header and the bytes as received.

@@ -465,6 +465,11 @@ impl IdGenerator {
         }
     }
 
+    /// Makes every later id greater than `last` (ids stored before a restart).
+    pub fn advance_past(&self, last: u64) {
+        self.last.fetch_max(last, Ordering::Relaxed);
+    }
+
     /// Returns the next id.
     pub fn next(&self) -> EventId {
         self.reserve(1)

@@ -5,11 +5,18 @@
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use mailwarden::store::backend::SuppressionList;
+use mailwarden::config::Config;
+use mailwarden::ingest::prepare_batch;
+use mailwarden::ingest::providers::script::ScriptProviders;
+use mailwarden::ingest::sources::{SourceContext, Sources};
+use mailwarden::store::Stored;
+use mailwarden::store::backend::{EventLog, SuppressionList};
 use mailwarden::store::postgres::{PgOptions, PgStore};
 use mailwarden::store::suppressions::{SuppressOutcome, SuppressRequest, Suppression};
 use mailwarden::store::{Store, StoreOptions};
+use serde_json::Value;
 
+use crate::helpers::read_fixture;
 use crate::pg::cluster;
 
 /// The embedded store in a temporary directory (kept alive beside it).
@@ -27,10 +34,24 @@ async fn pg_store() -> Option<PgStore> {
         url: mailwarden::config::Secret::new(database.url),
         pool_size: 8,
         fold_local_parts: false,
+        max_group: 512,
     };
     let store = PgStore::connect(&options).await.expect("connect");
     store.migrate().await.expect("migrate");
     Some(store)
+}
+
+/// Runs `scenario` on both backends and checks that both saw the same (the scenario
+/// returns what a user would read back, ids left out).
+macro_rules! same_on_both_backends {
+    ($scenario:ident) => {{
+        let (sled, _dir) = sled_store();
+        let on_sled = $scenario(Arc::new(sled), "sled").await;
+        if let Some(pg) = pg_store().await {
+            let on_pg = $scenario(Arc::new(pg), "postgres").await;
+            assert_eq!(on_sled, on_pg, "the backends disagree");
+        }
+    }};
 }
 
 /// Runs `scenario` on both backends, naming the backend in a failure.
@@ -255,4 +276,146 @@ async fn expired_suppressions_come_back_as_new_and_imports_keep_dates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_add_an_address_once() {
     on_both_backends!(one_address_added_at_once_by_many_writers_is_added_once);
+}
+
+/// The default sources (every built-in provider under its own name).
+fn sources() -> Sources {
+    Sources::build(
+        &Config::default(),
+        &ScriptProviders::empty(),
+        SourceContext::default(),
+        None,
+    )
+    .expect("default sources")
+}
+
+/// Commits `body` as posted to `source` at `received_at`.
+async fn post(
+    log: &impl EventLog,
+    source: &str,
+    body: &[u8],
+    received_at: Timestamp,
+) -> mailwarden::store::IngestOutcome {
+    let sources = sources();
+    let source = sources.get(source).expect("source");
+    let batch = prepare_batch(&source, body, received_at, log.next_id());
+    log.commit(batch).await.expect("commit")
+}
+
+/// An event as a user reads it, without its id.
+async fn read_back(log: &impl EventLog, stored: &Stored) -> Value {
+    let id = match stored {
+        Stored::New(id) | Stored::Duplicate(id) => *id,
+    };
+    let event = log.event(id).await.expect("read").expect("stored event");
+    assert_eq!(event.id, Some(id));
+    let mut json = serde_json::to_value(&event).expect("event serializes");
+    if let Some(object) = json.as_object_mut() {
+        object.remove("id");
+    }
+    json
+}
+
+async fn a_batch_and_its_retry(log: Arc<impl EventLog>, backend: &str) -> Vec<Value> {
+    let received_at = Timestamp::from_second(1_765_000_000).expect("time");
+    let body = read_fixture("sendpulse/bulk_events.json");
+    let first = post(&*log, "sendpulse", &body, received_at).await;
+    assert!(!first.events.is_empty(), "{backend}");
+    assert!(
+        first.events.iter().all(|s| matches!(s, Stored::New(_))),
+        "{backend}: {:?}",
+        first.events
+    );
+
+    // The provider retries: a new request, the same events.
+    let retry = post(&*log, "sendpulse", &body, received_at).await;
+    let first_ids: Vec<Stored> = first
+        .events
+        .iter()
+        .map(|stored| match stored {
+            Stored::New(id) => Stored::Duplicate(*id),
+            other => *other,
+        })
+        .collect();
+    assert_eq!(
+        retry.events, first_ids,
+        "{backend}: the retry points at the stored events"
+    );
+
+    let mut seen = Vec::new();
+    for stored in &first.events {
+        seen.push(read_back(&*log, stored).await);
+    }
+    seen
+}
+
+async fn one_event_twice_in_a_request_and_a_body_that_is_not_json(
+    log: Arc<impl EventLog>,
+    backend: &str,
+) -> Vec<Value> {
+    let received_at = Timestamp::from_second(1_765_000_100).expect("time");
+    let element = String::from_utf8(read_fixture("sendpulse/delivered.json")).expect("utf-8");
+    let element = element.trim();
+    let element = element
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(element);
+    let body = format!("[{element},{element}]");
+    let outcome = post(&*log, "sendpulse", body.as_bytes(), received_at).await;
+    let [Stored::New(id), Stored::Duplicate(again)] = outcome.events[..] else {
+        panic!("{backend}: {:?}", outcome.events);
+    };
+    assert_eq!(id, again, "{backend}");
+
+    let broken = post(&*log, "sendpulse", b"{ not json", received_at).await;
+    assert!(broken.events.is_empty(), "{backend}");
+    assert_eq!(
+        broken.quarantined.len(),
+        1,
+        "{backend}: the body is kept for replay"
+    );
+    vec![read_back(&*log, &Stored::New(id)).await]
+}
+
+async fn the_same_request_at_once_on_many_connections(
+    log: Arc<impl EventLog + 'static>,
+    backend: &str,
+) -> Vec<Value> {
+    let received_at = Timestamp::from_second(1_765_000_200).expect("time");
+    let body = read_fixture("opptima/smtp_bounce.json");
+    let posts: Vec<_> = (0..8)
+        .map(|_| {
+            let log = log.clone();
+            let body = body.clone();
+            tokio::spawn(async move { post(&*log, "opptima", &body, received_at).await })
+        })
+        .collect();
+    let mut new = Vec::new();
+    let mut duplicates = Vec::new();
+    for posted in posts {
+        for stored in posted.await.expect("post").events {
+            match stored {
+                Stored::New(id) => new.push(id),
+                Stored::Duplicate(id) => duplicates.push(id),
+            }
+        }
+    }
+    assert_eq!(new.len(), 1, "{backend}: stored once");
+    assert!(duplicates.iter().all(|id| *id == new[0]), "{backend}");
+    vec![read_back(&*log, &Stored::New(new[0])).await]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_batch_is_stored_once_and_read_back_alike() {
+    same_on_both_backends!(a_batch_and_its_retry);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicates_within_a_request_and_unreadable_bodies() {
+    same_on_both_backends!(one_event_twice_in_a_request_and_a_body_that_is_not_json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_copies_of_a_request_store_one_event() {
+    same_on_both_backends!(the_same_request_at_once_on_many_connections);
 }

@@ -181,9 +181,9 @@ fn events_are_partitioned_by_day_of_receipt() {
     let placed = cluster.admin_sql(
         &database.name,
         &format!(
-            "INSERT INTO mw_events (id, received_at, source, kind, recipient, recipient_domain, record)
-             VALUES ({now_id}, now(), 'opptima', 'delivered', 'jane@example.com', 'example.com', '\\x00'),
-                    ({old_id}, now(), 'opptima', 'delivered', 'jane@example.com', 'example.com', '\\x00');
+            "INSERT INTO mw_events (id, received_at, source, provider, kind, recipient, recipient_domain, header, record)
+             VALUES ({now_id}, now(), 'opptima', 'opptima', 'delivered', 'jane@example.com', 'example.com', '\\x00', '\\x00'),
+                    ({old_id}, now(), 'opptima', 'opptima', 'delivered', 'jane@example.com', 'example.com', '\\x00', '\\x00');
              SELECT string_agg(tableoid::regclass::text, ',' ORDER BY id DESC) FROM mw_events;"
         ),
     );

@@ -12,6 +12,7 @@
 //! build, and a small pool that hands out prepared-statement caches per connection.
 //! Connections are plain TCP or a Unix socket; TLS to the database is not supported yet.
 
+mod events;
 pub mod migrations;
 mod suppressions;
 
@@ -23,6 +24,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::config::Secret;
+use crate::store::IdGenerator;
 
 /// How long connecting to the server may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -165,6 +167,8 @@ pub struct PgOptions {
     /// Match suppressed addresses' local parts case-insensitively, as the embedded
     /// store's option of the same name.
     pub fold_local_parts: bool,
+    /// Most requests written in one transaction (group commit).
+    pub max_group: usize,
 }
 
 /// A pool of connections to the store's database.
@@ -173,6 +177,15 @@ pub struct PgStore {
     pool: Pool,
     target: Target,
     fold_local_parts: bool,
+    shared: std::sync::Arc<Shared>,
+}
+
+/// What the clones of one store share.
+struct Shared {
+    /// This node's ids (see [`IdGenerator`]).
+    ids: std::sync::Arc<IdGenerator>,
+    /// The group-commit writer's queue.
+    writer: tokio::sync::mpsc::Sender<events::Job>,
 }
 
 impl fmt::Debug for PgStore {
@@ -212,10 +225,13 @@ impl PgStore {
                 context: "building the connection pool".into(),
                 reason: error.to_string(),
             })?;
+        let ids = std::sync::Arc::new(IdGenerator::starting_after(0));
+        let writer = events::start_writer(pool.clone(), ids.clone(), options.max_group.max(1));
         let store = PgStore {
             pool,
             target,
             fold_local_parts: options.fold_local_parts,
+            shared: std::sync::Arc::new(Shared { ids, writer }),
         };
         let client = store.client().await?;
         let version: String = client
@@ -321,7 +337,29 @@ impl PgStore {
         drop(client);
         self.ensure_partitions().await?;
         self.check_rights().await?;
+        self.advance_ids().await?;
         Ok(applied)
+    }
+
+    /// Makes this node's ids greater than every stored one (a clock set back must not
+    /// reuse them).
+    async fn advance_ids(&self) -> Result<(), PgError> {
+        let client = self.client().await?;
+        let last: Option<i64> = client
+            .query_one(
+                "SELECT greatest((SELECT max(id) FROM mw_events), (SELECT max(id) FROM mw_bodies),
+                                 (SELECT max(id) FROM mw_quarantine))",
+                &[],
+            )
+            .await
+            .map_err(|e| sql_error("reading the last stored id", e))?
+            .get(0);
+        if let Some(last) = last {
+            self.shared
+                .ids
+                .advance_past(u64::try_from(last).unwrap_or(0));
+        }
+        Ok(())
     }
 
     /// Creates the day partitions of the events from yesterday to

@@ -17,12 +17,15 @@ CREATE TABLE mw_events (
     received_at timestamptz NOT NULL,
     occurred_at timestamptz,
     source text NOT NULL,
+    provider text NOT NULL,
     kind text NOT NULL,
     recipient text NOT NULL,
     recipient_domain text NOT NULL,
     body_id bigint,
-    -- The event as the embedded store encodes it (`store::codec`), so that both backends
-    -- read and write one format.
+    -- The event as the embedded store encodes it (`store::codec`): what the events of
+    -- one request share (`header`: body, source, provider, exact time of receipt) and
+    -- the event's own record, so that both backends read and write one format.
+    header bytea NOT NULL,
     record bytea NOT NULL,
     PRIMARY KEY (id)
 ) PARTITION BY RANGE (id);
@@ -43,11 +46,17 @@ CREATE TABLE mw_event_keys (
 
 CREATE INDEX mw_event_keys_event ON mw_event_keys (event_id);
 
--- Request bodies as received, which events' raw JSON points into.
+-- Request bodies as received, which events' raw JSON points into: `stored` is the
+-- embedded store's form (a JSON header, then the bytes, zstd-compressed when large).
 CREATE TABLE mw_bodies (
     id bigint PRIMARY KEY,
-    header jsonb NOT NULL,
-    body bytea NOT NULL
+    stored bytea NOT NULL
+);
+
+-- Bodies and elements that could not be normalized (the quarantine entry's JSON).
+CREATE TABLE mw_quarantine (
+    id bigint PRIMARY KEY,
+    entry bytea NOT NULL
 );
 
 -- Events waiting for the rules, claimed by one node at a time. Events of one recipient
