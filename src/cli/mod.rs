@@ -7,6 +7,7 @@ mod check;
 mod eval;
 mod ingest;
 mod migrate;
+mod migrate_store;
 mod replay;
 mod restore;
 mod serve;
@@ -61,6 +62,10 @@ enum Command {
     /// Bring the PostgreSQL store's schema to this version (`--check`: only say what
     /// would run). `serve` does it at start too.
     Migrate(migrate::MigrateArgs),
+    /// Copy an embedded store (events, suppressions with their history, bodies,
+    /// quarantine) into PostgreSQL; resumes an interrupted copy, and checks the counts at
+    /// the end. The service must not be running on the data directory.
+    MigrateStore(migrate_store::MigrateStoreArgs),
 }
 
 impl Cli {
@@ -88,6 +93,7 @@ impl Cli {
             Command::Backup(args) => backup::run(args, token.as_deref()).await,
             Command::Restore(args) => restore::run(args, &config),
             Command::Migrate(args) => migrate::run(args, config).await,
+            Command::MigrateStore(args) => migrate_store::run(args, config).await,
         }
     }
 }
@@ -126,6 +132,20 @@ mod progress {
         bar.set_style(
             ProgressStyle::with_template(
                 "{msg:>12} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        bar
+    }
+
+    /// A bar over `length` records.
+    pub fn records(length: u64, message: &'static str) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>12} [{bar:30}] {human_pos}/{human_len} ({per_sec}, {eta})",
             )
             .expect("valid template")
             .progress_chars("=> "),

@@ -197,6 +197,35 @@ pub async fn wait_until(client: &Client, what: &str, check: impl Fn(&str) -> boo
     }
 }
 
+/// Reads the text (or, with `attribute`, that attribute) of the element at `locator`,
+/// which a live refresh may replace between finding it and reading it: then it is found
+/// again. Empty when it does not exist.
+pub async fn read_live(client: &Client, locator: Locator<'_>, attribute: Option<&str>) -> String {
+    let started = Instant::now();
+    loop {
+        let read = match client.find(locator).await {
+            Ok(element) => match attribute {
+                Some(name) => element.attr(name).await.map(Option::unwrap_or_default),
+                None => element.text().await,
+            },
+            Err(fantoccini::error::CmdError::Standard(error))
+                if error.error == fantoccini::error::ErrorStatus::NoSuchElement =>
+            {
+                return String::new();
+            }
+            Err(error) => Err(error),
+        };
+        match read {
+            Ok(value) => return value,
+            Err(error) => assert!(
+                started.elapsed() < PATIENCE,
+                "cannot read {locator:?}: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the page's text contains `text`, and returns the text.
 pub async fn wait_for_text(client: &Client, text: &str) -> String {
     let started = Instant::now();

@@ -4,6 +4,8 @@
 //! start names what to fix without showing the password.
 
 use std::process::{Command, Output};
+
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 use crate::pg::{TestDatabase, cluster};
@@ -337,4 +339,153 @@ fn the_postgres_backend_without_a_url_is_refused_before_anything_starts() {
         "{}",
         stderr(&wrong)
     );
+}
+
+/// Every event and suppression of an embedded store, as the store reads them back.
+async fn contents_of_embedded(data: &std::path::Path) -> (Vec<(u64, Value)>, Vec<Value>) {
+    let store = mailwarden::store::Store::open(&data.join("db"), &Default::default())
+        .expect("open the embedded store");
+    let mut events = Vec::new();
+    let page = store
+        .events_page(&mailwarden::store::EventQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .expect("events");
+    for event in page.events {
+        let id = event.id.expect("id").0;
+        events.push((id, serde_json::to_value(&event).expect("json")));
+    }
+    let mut suppressions = Vec::new();
+    store
+        .scan_suppressions(None, |entry| {
+            suppressions.push(serde_json::to_value(&entry).expect("json"));
+            true
+        })
+        .expect("suppressions");
+    (events, suppressions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_copies_an_embedded_store_and_can_be_run_again() {
+    let Some(cluster) = cluster() else { return };
+    let database = cluster.fresh_database();
+
+    // A real service on the embedded store: events, a bounce the shipped rule
+    // suppresses, and suppressions added and lifted over the API.
+    let mut app = crate::helpers::spawn_app_with(|config| {
+        config.rules_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    })
+    .await;
+    for (source, fixture) in [
+        ("sendpulse", "sendpulse/bulk_events.json"),
+        ("sendpulse", "sendpulse/hard_bounces.json"),
+        ("opptima", "opptima/smtp_bounce.json"),
+        ("opptima", "opptima/marketing_click.json"),
+    ] {
+        let (status, body) = app.post_fixture(source, fixture).await;
+        assert_eq!(status, 200, "{source}/{fixture}: {body}");
+    }
+    let (status, body) = app.post("sendpulse", b"{ not json".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    let client = crate::helpers::http_client();
+    for address in ["kept@example.com", "lifted@example.com"] {
+        let answer = client
+            .put(app.url(&format!("/api/suppressions/{address}")))
+            .json(&serde_json::json!({ "reason": "asked by support" }))
+            .send()
+            .await
+            .expect("put");
+        assert!(answer.status().is_success());
+    }
+    let answer = client
+        .delete(app.url("/api/suppressions/lifted@example.com"))
+        .json(&serde_json::json!({ "reason": "customer asked", "by": "support" }))
+        .send()
+        .await
+        .expect("delete");
+    assert!(answer.status().is_success());
+    crate::helpers::eventually("the rules to catch up", || async {
+        let (_, storage) = app.get("/api/storage").await;
+        (storage["pending_events"] == 0).then_some(())
+    })
+    .await;
+    crate::actions::outbox_drained(&app).await;
+    let data = app.data_dir();
+    app.stop().await;
+
+    let from = data.to_str().expect("utf-8 path").to_owned();
+    let copy = mailwarden(&database.url, &["migrate-store", "--from", &from]);
+    assert!(
+        copy.status.success(),
+        "{}\n{}",
+        stdout(&copy),
+        stderr(&copy)
+    );
+    let said = stdout(&copy);
+    for part in ["bodies", "events", "suppressions", "quarantine"] {
+        let line = said
+            .lines()
+            .find(|line| line.starts_with(part))
+            .unwrap_or_else(|| panic!("no {part} line in {said}"));
+        assert!(line.ends_with("same"), "{line}");
+    }
+
+    // What comes out of PostgreSQL is what came out of the embedded store.
+    let (events, suppressions) = contents_of_embedded(&data).await;
+    assert!(events.len() >= 6, "{} events", events.len());
+    assert!(suppressions.len() >= 3, "{suppressions:?}");
+    let pg =
+        mailwarden::store::postgres::PgStore::connect(&mailwarden::store::postgres::PgOptions {
+            url: mailwarden::config::Secret::new(database.url.clone()),
+            pool_size: 2,
+            fold_local_parts: false,
+            max_group: 64,
+        })
+        .await
+        .expect("connect");
+    for (id, expected) in &events {
+        let event = pg
+            .event(mailwarden::event::EventId(*id))
+            .await
+            .expect("read")
+            .unwrap_or_else(|| panic!("event {id} not copied"));
+        assert_eq!(&serde_json::to_value(&event).expect("json"), expected);
+    }
+    for expected in &suppressions {
+        let address = expected["address"].as_str().expect("address");
+        let entry = pg
+            .suppression(address)
+            .await
+            .expect("read")
+            .expect("copied");
+        assert_eq!(&serde_json::to_value(&entry).expect("json"), expected);
+    }
+    let lifted = suppressions
+        .iter()
+        .find(|entry| entry["address"] == "lifted@example.com")
+        .expect("lifted entry");
+    assert_eq!(lifted["history"].as_array().map(Vec::len), Some(2));
+
+    // Run again, and again after losing half the events and the progress (an
+    // interrupted copy into a database restored from an older dump): nothing doubles.
+    let again = mailwarden(&database.url, &["migrate-store", "--from", &from]);
+    assert!(again.status.success(), "{}", stdout(&again));
+    cluster.admin_sql(
+        &database.name,
+        "DELETE FROM mw_events WHERE id IN (SELECT id FROM mw_events ORDER BY id LIMIT 4);
+         DELETE FROM mw_copy_progress;",
+    );
+    let resumed = mailwarden(&database.url, &["migrate-store", "--from", &from]);
+    assert!(
+        resumed.status.success(),
+        "{}\n{}",
+        stdout(&resumed),
+        stderr(&resumed)
+    );
+    let counted = cluster.admin_sql(
+        &database.name,
+        "SELECT (SELECT count(*) FROM mw_events) || ',' || (SELECT count(DISTINCT event_id) FROM mw_event_keys)",
+    );
+    assert_eq!(counted.trim(), format!("{},{}", events.len(), events.len()));
 }

@@ -289,13 +289,13 @@ async fn a_browser_sees_the_charts_with_their_tables_and_a_live_refresh() {
         assert!(text.contains("Complaint rate per day"), "{text}");
         // 40 SendGrid and 1 SendPulse hard bounces of 1004 sends.
         assert!(text.contains("4.1 %"), "{text}");
-        let before = client
-            .find(Locator::Css("#overview-live .updated time"))
-            .await
-            .unwrap()
-            .attr("datetime")
-            .await
-            .unwrap();
+        let before = crate::browser::read_live(
+            &client,
+            Locator::Css("#overview-live .updated time"),
+            Some("datetime"),
+        )
+        .await;
+        assert!(!before.is_empty(), "the overview says when it was updated");
 
         // Desktop first; the test ends on a phone-sized window (its final screenshot).
         let png = client.screenshot().await.unwrap();
@@ -320,7 +320,7 @@ async fn a_browser_sees_the_charts_with_their_tables_and_a_live_refresh() {
         let hard = Locator::XPath("//li[div[@class='name']='Hard bounces']/div[@class='value']");
         let started = std::time::Instant::now();
         loop {
-            let shown = client.find(hard).await.unwrap().text().await.unwrap();
+            let shown = crate::browser::read_live(&client, hard, None).await;
             if shown == "42" {
                 break;
             }
@@ -330,13 +330,12 @@ async fn a_browser_sees_the_charts_with_their_tables_and_a_live_refresh() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        let after = client
-            .find(Locator::Css("#overview-live .updated time"))
-            .await
-            .unwrap()
-            .attr("datetime")
-            .await
-            .unwrap();
+        let after = crate::browser::read_live(
+            &client,
+            Locator::Css("#overview-live .updated time"),
+            Some("datetime"),
+        )
+        .await;
         assert_ne!(before, after, "the stamp moved with the refresh");
         client.set_window_size(390, 844).await.unwrap();
         wait_for(&client, Locator::Css(".cards")).await;

@@ -140,9 +140,10 @@ pub(super) fn start_writer(
     sender
 }
 
-/// The columns of the new events of one group, one vector per column.
+/// Rows to write in one transaction, one vector per column (each table is then one
+/// multi-row `INSERT ... SELECT FROM unnest(...)`).
 #[derive(Default)]
-struct NewEvents {
+pub(super) struct Rows {
     ids: Vec<i64>,
     received_at: Vec<Timestamp>,
     occurred_at: Vec<Option<Timestamp>>,
@@ -154,7 +155,142 @@ struct NewEvents {
     body_ids: Vec<Option<i64>>,
     headers: Vec<Vec<u8>>,
     records: Vec<Vec<u8>>,
-    recipient_hashes: Vec<i32>,
+    pending_ids: Vec<i64>,
+    pending_hashes: Vec<i32>,
+    pub(super) stored_body_ids: Vec<i64>,
+    pub(super) stored_bodies: Vec<Vec<u8>>,
+    pub(super) quarantine_ids: Vec<i64>,
+    pub(super) quarantine: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    /// Adds event `id` of a request whose encoded block header is `header_bytes`;
+    /// `pending`: it still waits for the rules.
+    pub(super) fn push_event(
+        &mut self,
+        id: EventId,
+        header_bytes: &[u8],
+        header: &BlockHeader<'_>,
+        record_bytes: &[u8],
+        pending: bool,
+    ) -> Result<(), PgError> {
+        let unreadable = |error: crate::store::codec::CodecError| PgError::Sql {
+            context: format!("storing event {id}"),
+            reason: error.to_string(),
+        };
+        let record = Record::decode(record_bytes).map_err(unreadable)?;
+        let kind = record.kind().map_err(unreadable)?;
+        let recipient = record.recipient().to_owned();
+        self.ids.push(to_sql_id(id));
+        self.received_at.push(
+            Timestamp::new(header.received_at.0, header.received_at.1)
+                .unwrap_or(Timestamp::UNIX_EPOCH),
+        );
+        self.occurred_at.push(record.occurred_at().ok().flatten());
+        self.sources.push(header.source.to_string());
+        self.providers.push(header.provider.to_string());
+        self.kinds.push(kind.as_str());
+        self.domains.push(domain_of(&recipient));
+        self.body_ids
+            .push((header.body != 0).then(|| to_sql_id(EventId(header.body))));
+        self.headers.push(header_bytes.to_vec());
+        self.records.push(record_bytes.to_vec());
+        if pending {
+            self.pending_ids.push(to_sql_id(id));
+            self.pending_hashes.push(recipient_hash(&recipient));
+        }
+        self.recipients.push(recipient);
+        Ok(())
+    }
+
+    /// Events added so far.
+    pub(super) fn event_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Writes the rows; rows already there (by id) are left as they are, so writing the
+    /// same rows twice is harmless.
+    pub(super) async fn write(
+        &self,
+        transaction: &tokio_postgres::Transaction<'_>,
+    ) -> Result<(), PgError> {
+        if !self.stored_bodies.is_empty() {
+            transaction
+                .execute(
+                    "INSERT INTO mw_bodies (id, stored)
+                     SELECT * FROM unnest($1::int8[], $2::bytea[]) ON CONFLICT (id) DO NOTHING",
+                    &[&self.stored_body_ids, &self.stored_bodies],
+                )
+                .await
+                .map_err(|e| sql_error("writing request bodies", e))?;
+        }
+        if !self.ids.is_empty() {
+            transaction
+                .execute(
+                    "INSERT INTO mw_events (id, received_at, occurred_at, source, provider, kind,
+                         recipient, recipient_domain, body_id, header, record)
+                     SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::timestamptz[],
+                         $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[],
+                         $10::bytea[], $11::bytea[])
+                     ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &self.ids,
+                        &self.received_at,
+                        &self.occurred_at,
+                        &self.sources,
+                        &self.providers,
+                        &self.kinds,
+                        &self.recipients,
+                        &self.domains,
+                        &self.body_ids,
+                        &self.headers,
+                        &self.records,
+                    ],
+                )
+                .await
+                .map_err(|e| sql_error("writing events", e))?;
+        }
+        if !self.pending_ids.is_empty() {
+            transaction
+                .execute(
+                    "INSERT INTO mw_pending (event_id, recipient_hash)
+                     SELECT * FROM unnest($1::int8[], $2::int4[]) ON CONFLICT (event_id) DO NOTHING",
+                    &[&self.pending_ids, &self.pending_hashes],
+                )
+                .await
+                .map_err(|e| sql_error("queueing events for the rules", e))?;
+        }
+        if !self.quarantine.is_empty() {
+            transaction
+                .execute(
+                    "INSERT INTO mw_quarantine (id, entry)
+                     SELECT * FROM unnest($1::int8[], $2::bytea[]) ON CONFLICT (id) DO NOTHING",
+                    &[&self.quarantine_ids, &self.quarantine],
+                )
+                .await
+                .map_err(|e| sql_error("writing quarantine entries", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Inserts dedup keys (with their events' ids) unless present; returns the ones that
+/// were new.
+pub(super) async fn insert_keys(
+    transaction: &tokio_postgres::Transaction<'_>,
+    keys: &[Vec<u8>],
+    ids: &[i64],
+) -> Result<HashSet<Vec<u8>>, PgError> {
+    let inserted = transaction
+        .query(
+            "INSERT INTO mw_event_keys (key, event_id)
+             SELECT * FROM unnest($1::bytea[], $2::int8[])
+             ON CONFLICT (key) DO NOTHING RETURNING key",
+            &[&keys, &ids],
+        )
+        .await
+        .map_err(|e| sql_error("writing dedup keys", e))?;
+    Ok(inserted.iter().map(|row| row.get(0)).collect())
 }
 
 /// Writes a group of requests in one transaction; returns each request's outcome.
@@ -186,16 +322,7 @@ async fn write_group(
         .transaction()
         .await
         .map_err(|e| sql_error("starting a commit", e))?;
-    let inserted = transaction
-        .query(
-            "INSERT INTO mw_event_keys (key, event_id)
-             SELECT * FROM unnest($1::bytea[], $2::int8[])
-             ON CONFLICT (key) DO NOTHING RETURNING key",
-            &[&candidate_keys, &candidate_ids],
-        )
-        .await
-        .map_err(|e| sql_error("writing dedup keys", e))?;
-    let new_keys: HashSet<Vec<u8>> = inserted.iter().map(|row| row.get(0)).collect();
+    let new_keys = insert_keys(&transaction, &candidate_keys, &candidate_ids).await?;
     let stored_keys: Vec<&Vec<u8>> = candidate_keys
         .iter()
         .filter(|key| !new_keys.contains(*key))
@@ -215,15 +342,13 @@ async fn write_group(
     }
 
     let mut outcomes = Vec::with_capacity(batches.len());
-    let mut new = NewEvents::default();
+    let mut rows = Rows::default();
     let mut written: HashSet<[u8; 16]> = HashSet::new();
-    let (mut body_ids, mut bodies) = (Vec::new(), Vec::new());
-    let (mut quarantine_ids, mut quarantine) = (Vec::new(), Vec::new());
     for batch in batches {
         let mut outcome = IngestOutcome::default();
         if let Some((id, stored)) = &batch.body {
-            body_ids.push(to_sql_id(*id));
-            bodies.push(stored.clone());
+            rows.stored_body_ids.push(to_sql_id(*id));
+            rows.stored_bodies.push(stored.clone());
         }
         let header: Option<BlockHeader<'_>> = postcard::from_bytes(&batch.block_header).ok();
         for event in &batch.events {
@@ -242,90 +367,18 @@ async fn write_group(
                 context: "storing events".into(),
                 reason: "a batch with events has no block header".into(),
             })?;
-            let record = Record::decode(&event.record).map_err(|error| PgError::Sql {
-                context: "storing events".into(),
-                reason: error.to_string(),
-            })?;
-            new.ids.push(to_sql_id(first));
-            new.received_at.push(
-                Timestamp::new(header.received_at.0, header.received_at.1)
-                    .unwrap_or(Timestamp::UNIX_EPOCH),
-            );
-            new.occurred_at.push(record.occurred_at().ok().flatten());
-            new.sources.push(header.source.to_string());
-            new.providers.push(header.provider.to_string());
-            new.kinds.push(event.kind.as_str());
-            new.recipients.push(event.recipient.clone());
-            new.domains.push(domain_of(&event.recipient));
-            new.body_ids
-                .push((header.body != 0).then(|| to_sql_id(EventId(header.body))));
-            new.headers.push(batch.block_header.clone());
-            new.records.push(event.record.clone());
-            new.recipient_hashes.push(recipient_hash(&event.recipient));
+            rows.push_event(first, &batch.block_header, header, &event.record, true)?;
             outcome.events.push(Stored::New(first));
         }
         for entry in &batch.quarantine {
             let id = ids.next();
-            quarantine_ids.push(to_sql_id(id));
-            quarantine.push(entry.clone());
+            rows.quarantine_ids.push(to_sql_id(id));
+            rows.quarantine.push(entry.clone());
             outcome.quarantined.push(id);
         }
         outcomes.push(outcome);
     }
-
-    if !bodies.is_empty() {
-        transaction
-            .execute(
-                "INSERT INTO mw_bodies (id, stored)
-                 SELECT * FROM unnest($1::int8[], $2::bytea[]) ON CONFLICT (id) DO NOTHING",
-                &[&body_ids, &bodies],
-            )
-            .await
-            .map_err(|e| sql_error("writing request bodies", e))?;
-    }
-    if !new.ids.is_empty() {
-        transaction
-            .execute(
-                "INSERT INTO mw_events (id, received_at, occurred_at, source, provider, kind,
-                     recipient, recipient_domain, body_id, header, record)
-                 SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::timestamptz[],
-                     $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[],
-                     $10::bytea[], $11::bytea[])",
-                &[
-                    &new.ids,
-                    &new.received_at,
-                    &new.occurred_at,
-                    &new.sources,
-                    &new.providers,
-                    &new.kinds,
-                    &new.recipients,
-                    &new.domains,
-                    &new.body_ids,
-                    &new.headers,
-                    &new.records,
-                ],
-            )
-            .await
-            .map_err(|e| sql_error("writing events", e))?;
-        transaction
-            .execute(
-                "INSERT INTO mw_pending (event_id, recipient_hash)
-                 SELECT * FROM unnest($1::int8[], $2::int4[])",
-                &[&new.ids, &new.recipient_hashes],
-            )
-            .await
-            .map_err(|e| sql_error("queueing events for the rules", e))?;
-    }
-    if !quarantine.is_empty() {
-        transaction
-            .execute(
-                "INSERT INTO mw_quarantine (id, entry)
-                 SELECT * FROM unnest($1::int8[], $2::bytea[])",
-                &[&quarantine_ids, &quarantine],
-            )
-            .await
-            .map_err(|e| sql_error("writing quarantine entries", e))?;
-    }
+    rows.write(&transaction).await?;
     transaction
         .commit()
         .await

@@ -95,6 +95,14 @@ CREATE TABLE mw_nodes (
     seen_at timestamptz NOT NULL
 );
 
+-- How far `mailwarden migrate-store` has copied each part of an embedded store, so that
+-- an interrupted copy resumes where it stopped.
+CREATE TABLE mw_copy_progress (
+    part text PRIMARY KEY,
+    last_key bytea NOT NULL,
+    copied bigint NOT NULL
+);
+
 -- Creates the day partitions of `mw_events` from `first_day` for `days` days (those that
 -- exist are left alone). A day's bounds are the smallest ids of its first millisecond and
 -- of the next day's, in UTC.
