@@ -28,7 +28,7 @@ fn sled_store() -> (Store, tempfile::TempDir) {
 
 /// A migrated PostgreSQL store on a fresh database; `None` when PostgreSQL is missing
 /// and not required.
-async fn pg_store() -> Option<PgStore> {
+pub(crate) async fn pg_store() -> Option<PgStore> {
     let database = cluster()?.fresh_database();
     let options = PgOptions {
         url: mailwarden::config::Secret::new(database.url),
@@ -290,7 +290,7 @@ fn sources() -> Sources {
 }
 
 /// Commits `body` as posted to `source` at `received_at`.
-async fn post(
+pub(crate) async fn post(
     log: &impl EventLog,
     source: &str,
     body: &[u8],

@@ -13,6 +13,7 @@ mod helpers;
 mod ingest;
 mod outbound;
 mod pg;
+mod pg_claims;
 mod postgres;
 mod rules;
 mod signing;

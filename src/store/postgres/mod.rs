@@ -12,6 +12,7 @@
 //! build, and a small pool that hands out prepared-statement caches per connection.
 //! Connections are plain TCP or a Unix socket; TLS to the database is not supported yet.
 
+pub mod claims;
 pub mod copy;
 mod events;
 pub mod migrations;

@@ -135,3 +135,42 @@ BEGIN
     RETURN created;
 END;
 $$;
+
+-- Claims pending events for the rules on behalf of `node`: whole recipients at a time
+-- (by `recipient_hash`), so that the events of one recipient are evaluated in order by
+-- one node. A recipient is skipped while another node holds an unexpired claim on any of
+-- its events; claims expire after `lease`, so the events of a node that died are claimed
+-- again by another. The per-recipient advisory lock (namespace 1) makes the check and the
+-- claim one step against other nodes claiming at the same moment. Returns the claimed
+-- events, oldest first per recipient.
+CREATE FUNCTION mw_claim_pending(node text, max_events integer, lease interval)
+RETURNS TABLE (event_id bigint, recipient_hash integer)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    bucket integer;
+    claimed integer := 0;
+    taken integer;
+BEGIN
+    FOR bucket IN
+        SELECT p.recipient_hash FROM mw_pending p
+        WHERE p.claimed_until IS NULL OR p.claimed_until < now() OR p.claimed_by = node
+        GROUP BY p.recipient_hash
+        ORDER BY min(p.event_id)
+        LIMIT max_events
+    LOOP
+        EXIT WHEN claimed >= max_events;
+        CONTINUE WHEN NOT pg_try_advisory_xact_lock(1, bucket);
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM mw_pending q
+            WHERE q.recipient_hash = bucket AND q.claimed_by <> node
+              AND q.claimed_until >= now());
+        RETURN QUERY
+            UPDATE mw_pending AS u SET claimed_by = node, claimed_until = now() + lease
+            WHERE u.recipient_hash = bucket
+            RETURNING u.event_id, u.recipient_hash;
+        GET DIAGNOSTICS taken = ROW_COUNT;
+        claimed := claimed + taken;
+    END LOOP;
+END;
+$$;
