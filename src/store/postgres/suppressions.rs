@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use tokio_postgres::types::ToSql;
 
 use super::{PgError, PgStore, sql_error};
+use crate::store::suppressions::SuppressionStatus;
 use crate::store::suppressions::{
     SuppressOutcome, SuppressRequest, Suppression, domain_of, lifted, suppressed, suppression_key,
 };
@@ -152,4 +153,36 @@ fn decode(address: &str, record: serde_json::Value) -> Result<Suppression, PgErr
         context: format!("decoding the suppression of {address}"),
         reason: error.to_string(),
     })
+}
+
+impl PgStore {
+    /// What decides whether each of `addresses` (normalized) is suppressed, in one query
+    /// (the bulk check before sending); addresses without an entry are left out.
+    pub async fn suppression_statuses(
+        &self,
+        addresses: &[String],
+    ) -> Result<std::collections::HashMap<String, SuppressionStatus>, PgError> {
+        let keys: Vec<String> = addresses
+            .iter()
+            .map(|address| suppression_key(address, self.fold_local_parts).into_owned())
+            .collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT address, record - 'history' FROM mw_suppressions WHERE address = ANY($1)",
+                &[&keys],
+            )
+            .await
+            .map_err(|e| sql_error("checking suppressions", e))?;
+        rows.iter()
+            .map(|row| {
+                let address: String = row.get(0);
+                let status = serde_json::from_value(row.get(1)).map_err(|error| PgError::Sql {
+                    context: format!("decoding the suppression of {address}"),
+                    reason: error.to_string(),
+                })?;
+                Ok((address, status))
+            })
+            .collect()
+    }
 }
