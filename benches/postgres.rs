@@ -187,9 +187,9 @@ async fn run(settings: Settings) {
     cluster.admin_sql(
         &database.name,
         &format!(
-            "INSERT INTO mw_suppressions (address, domain, reason, created_at, record)
+            "INSERT INTO mw_suppressions (address, domain, reason, rule, active, created_at, record)
              SELECT 'user' || n || '@example' || (n % 40) || '.com', 'example' || (n % 40) || '.com',
-                    'hard_bounce', now(),
+                    'hard_bounce', 'hard_bounce', true, now(),
                     jsonb_build_object('address', 'user' || n || '@example' || (n % 40) || '.com',
                         'reason', 'hard_bounce', 'rule', 'hard_bounce',
                         'created_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),

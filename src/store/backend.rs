@@ -6,12 +6,13 @@
 //! the service itself still calls [`Store`] directly until every group is here. Today:
 //! the suppression list, and storing and reading events.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use jiff::Timestamp;
 
 use super::postgres::PgStore;
-use super::suppressions::{SuppressOutcome, SuppressRequest, Suppression};
+use super::suppressions::{SuppressOutcome, SuppressRequest, Suppression, SuppressionStatus};
 use super::{IngestBatch, IngestOutcome, Store, StoreError};
 use crate::event::{Event, EventId};
 
@@ -77,6 +78,13 @@ pub trait SuppressionList: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<(Suppression, SuppressOutcome), StoreError>> + Send;
 
+    /// What decides whether each of `addresses` is suppressed (the bulk check before
+    /// sending); addresses without an entry are left out.
+    fn statuses(
+        &self,
+        addresses: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, SuppressionStatus>, StoreError>> + Send;
+
     /// Lifts the suppression of `address`; returns the entry if it was in force.
     fn unsuppress(
         &self,
@@ -90,6 +98,20 @@ pub trait SuppressionList: Send + Sync {
 impl SuppressionList for Store {
     async fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError> {
         Store::suppression(self, address)
+    }
+
+    async fn statuses(
+        &self,
+        addresses: &[String],
+    ) -> Result<HashMap<String, SuppressionStatus>, StoreError> {
+        let mut found = HashMap::new();
+        for address in addresses {
+            let key = self.suppression_key(address).into_owned();
+            if let Some(status) = self.suppression_status(&key)? {
+                found.insert(key, status);
+            }
+        }
+        Ok(found)
     }
 
     async fn suppress_since(
@@ -115,6 +137,13 @@ impl SuppressionList for Store {
 impl SuppressionList for PgStore {
     async fn suppression(&self, address: &str) -> Result<Option<Suppression>, StoreError> {
         Ok(PgStore::suppression(self, address).await?)
+    }
+
+    async fn statuses(
+        &self,
+        addresses: &[String],
+    ) -> Result<HashMap<String, SuppressionStatus>, StoreError> {
+        Ok(PgStore::suppression_statuses(self, addresses).await?)
     }
 
     async fn suppress_since(

@@ -184,6 +184,23 @@ async fn a_lifted_suppression_keeps_its_history(list: Arc<impl SuppressionList>,
         .expect("read")
         .expect("entry");
     assert_eq!(stored, entry, "{backend}: what is read is what was written");
+
+    // The bulk check: the live entry, a lifted one, and an address never listed.
+    list.suppress_since(&request("other@example.com", None), None, now)
+        .await
+        .expect("suppress");
+    list.unsuppress("other@example.com", "support", "wrong address", now)
+        .await
+        .expect("unsuppress");
+    let asked = ["jane@example.com", "other@example.com", "never@example.com"].map(str::to_owned);
+    let statuses = list.statuses(&asked).await.expect("check");
+    assert_eq!(statuses.len(), 2, "{backend}: {statuses:?}");
+    assert!(statuses["jane@example.com"].in_force(now), "{backend}");
+    assert!(!statuses["other@example.com"].in_force(now), "{backend}");
+    assert_eq!(
+        statuses["jane@example.com"].rule, "hard_bounce",
+        "{backend}"
+    );
 }
 
 async fn an_expired_suppression_is_added_again_and_imports_keep_their_dates(

@@ -155,6 +155,8 @@ async fn nodes_claiming_at_once_evaluate_each_event_once_and_each_recipient_in_o
                         continue;
                     }
                     evaluated.extend(claim.events.iter().copied());
+                    // Evaluating takes a while; meanwhile the other nodes claim the rest.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     let finished = store
                         .finish_pending(&name, &claim.events)
                         .await

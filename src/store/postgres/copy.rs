@@ -255,6 +255,8 @@ async fn copy_suppressions(
     let mut addresses = Vec::with_capacity(chunk.len());
     let mut domains = Vec::with_capacity(chunk.len());
     let mut reasons = Vec::with_capacity(chunk.len());
+    let mut rules = Vec::with_capacity(chunk.len());
+    let mut active = Vec::with_capacity(chunk.len());
     let mut created: Vec<Timestamp> = Vec::with_capacity(chunk.len());
     let mut expires: Vec<Option<Timestamp>> = Vec::with_capacity(chunk.len());
     let mut records = Vec::with_capacity(chunk.len());
@@ -266,6 +268,8 @@ async fn copy_suppressions(
             })?;
         domains.push(domain_of(&entry.address));
         reasons.push(entry.reason.clone());
+        rules.push(entry.rule.clone());
+        active.push(entry.active);
         created.push(entry.created_at);
         expires.push(entry.expires_at);
         records.push(serde_json::to_value(&entry).expect("suppression serializes"));
@@ -273,11 +277,14 @@ async fn copy_suppressions(
     }
     transaction
         .execute(
-            "INSERT INTO mw_suppressions (address, domain, reason, created_at, expires_at, record)
+            "INSERT INTO mw_suppressions
+                 (address, domain, reason, created_at, expires_at, record, rule, active)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                 $5::timestamptz[], $6::jsonb[])
+                 $5::timestamptz[], $6::jsonb[], $7::text[], $8::bool[])
              ON CONFLICT (address) DO NOTHING",
-            &[&addresses, &domains, &reasons, &created, &expires, &records],
+            &[
+                &addresses, &domains, &reasons, &created, &expires, &records, &rules, &active,
+            ],
         )
         .await
         .map_err(|e| sql_error("copying suppressions", e))?;

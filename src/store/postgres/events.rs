@@ -1,8 +1,8 @@
 //! Events in PostgreSQL: the group commit of ingested requests, and reading events back.
 //!
-//! Requests queue for one writer task per node, which writes every request waiting into
-//! one transaction: one multi-row `INSERT ... SELECT FROM unnest(...)` per table, however
-//! many requests and events the group holds, and one commit. A request is answered once
+//! Requests queue for a node's writer tasks; each takes every request waiting and writes
+//! them in one transaction: one multi-row `INSERT ... SELECT FROM unnest(...)` per table,
+//! however many requests and events the group holds, and one commit. A request is answered once
 //! that commit is done, so a `2xx` still means stored.
 //!
 //! Deduplication is the unique key of `mw_event_keys`: `ON CONFLICT DO NOTHING
@@ -103,41 +103,63 @@ impl PgStore {
     }
 }
 
-/// Starts the writer task of a store; it ends when every sender is gone.
+/// Writer tasks per node. Each writes one group at a time; several let one group's
+/// transaction be built and sent while another commits. Duplicates across groups in
+/// flight together are still caught: the second insert of a key waits for the first
+/// transaction, then conflicts.
+const WRITERS: usize = 4;
+
+/// Starts the writer tasks of a store; they end when every sender is gone.
 pub(super) fn start_writer(
     pool: deadpool_postgres::Pool,
     ids: std::sync::Arc<IdGenerator>,
     max_group: usize,
 ) -> mpsc::Sender<Job> {
-    let (sender, mut receiver) = mpsc::channel::<Job>(QUEUE_DEPTH);
-    tokio::spawn(async move {
-        while let Some(first) = receiver.recv().await {
-            let mut group = vec![first];
-            while group.len() < max_group {
-                match receiver.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
+    let (sender, receiver) = mpsc::channel::<Job>(QUEUE_DEPTH);
+    let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
+    for _ in 0..WRITERS {
+        let (pool, ids, receiver) = (pool.clone(), ids.clone(), receiver.clone());
+        tokio::spawn(async move {
+            loop {
+                let group = {
+                    let mut receiver = receiver.lock().await;
+                    let Some(first) = receiver.recv().await else {
+                        return;
+                    };
+                    let mut group = vec![first];
+                    while group.len() < max_group {
+                        match receiver.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    group
+                };
+                write_and_answer(&pool, &ids, group).await;
             }
-            let (batches, replies): (Vec<IngestBatch>, Vec<_>) =
-                group.into_iter().map(|job| (job.batch, job.reply)).unzip();
-            match write_group(&pool, &ids, &batches).await {
-                Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
-                    }
-                }
-                Err(error) => {
-                    let message = error.to_string();
-                    tracing::error!(error = %message, "PostgreSQL group commit failed");
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Commit(message.clone())));
-                    }
-                }
+        });
+    }
+    sender
+}
+
+/// Writes one group and answers each of its requests.
+async fn write_and_answer(pool: &deadpool_postgres::Pool, ids: &IdGenerator, group: Vec<Job>) {
+    let (batches, replies): (Vec<IngestBatch>, Vec<_>) =
+        group.into_iter().map(|job| (job.batch, job.reply)).unzip();
+    match write_group(pool, ids, &batches).await {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
-    });
-    sender
+        Err(error) => {
+            let message = error.to_string();
+            tracing::error!(error = %message, "PostgreSQL group commit failed");
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Commit(message.clone())));
+            }
+        }
+    }
 }
 
 /// Rows to write in one transaction, one vector per column (each table is then one

@@ -97,19 +97,22 @@ impl PgStore {
                 return Ok(None);
             };
             let record = serde_json::to_value(&entry).expect("suppression serializes");
-            let params: [&(dyn ToSql + Sync); 6] = [
+            let params: [&(dyn ToSql + Sync); 8] = [
                 &address,
                 &domain_of(address),
                 &entry.reason,
                 &entry.created_at,
                 &entry.expires_at,
                 &record,
+                &entry.rule,
+                &entry.active,
             ];
             let written = if was_there {
                 transaction
                     .execute(
                         "UPDATE mw_suppressions SET domain = $2, reason = $3,
-                             created_at = $4, expires_at = $5, record = $6
+                             created_at = $4, expires_at = $5, record = $6,
+                             rule = $7, active = $8
                          WHERE address = $1",
                         &params,
                     )
@@ -118,8 +121,8 @@ impl PgStore {
                 transaction
                     .execute(
                         "INSERT INTO mw_suppressions
-                             (address, domain, reason, created_at, expires_at, record)
-                         VALUES ($1, $2, $3, $4, $5, $6)
+                             (address, domain, reason, created_at, expires_at, record, rule, active)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                          ON CONFLICT (address) DO NOTHING",
                         &params,
                     )
@@ -169,20 +172,25 @@ impl PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT address, record - 'history' FROM mw_suppressions WHERE address = ANY($1)",
+                "SELECT address, reason, rule, expires_at, active FROM mw_suppressions
+                 WHERE address = ANY($1)",
                 &[&keys],
             )
             .await
             .map_err(|e| sql_error("checking suppressions", e))?;
-        rows.iter()
+        Ok(rows
+            .iter()
             .map(|row| {
-                let address: String = row.get(0);
-                let status = serde_json::from_value(row.get(1)).map_err(|error| PgError::Sql {
-                    context: format!("decoding the suppression of {address}"),
-                    reason: error.to_string(),
-                })?;
-                Ok((address, status))
+                (
+                    row.get(0),
+                    SuppressionStatus {
+                        reason: row.get(1),
+                        rule: row.get(2),
+                        expires_at: row.get(3),
+                        active: row.get(4),
+                    },
+                )
             })
-            .collect()
+            .collect())
     }
 }

@@ -72,11 +72,13 @@ CREATE INDEX mw_pending_recipient ON mw_pending (recipient_hash, event_id);
 
 -- The suppression list: one row per bare address. `record` is the whole entry as the
 -- embedded store keeps it (its last 50 changes included); the columns beside it are what
--- queries filter and sort on.
+-- queries filter and sort on, and what the bulk check reads (without decoding JSON).
 CREATE TABLE mw_suppressions (
     address text PRIMARY KEY,
     domain text NOT NULL,
     reason text NOT NULL,
+    rule text NOT NULL,
+    active boolean NOT NULL,
     created_at timestamptz NOT NULL,
     expires_at timestamptz,
     record jsonb NOT NULL
