@@ -1,5 +1,9 @@
 -- Schema 1 of mailwarden's PostgreSQL store.
 --
+-- Addresses are compared byte for byte (`COLLATE "C"`), as the embedded store does: an
+-- address is an identifier, not prose, and the C collation makes the indexes on them
+-- several times cheaper to search and to write than a language collation.
+--
 -- Every name starts with `mw_`, so that the store can share a database (and its `public`
 -- schema) with other applications. Event ids are mailwarden's own (`EventId`: milliseconds
 -- since the Unix epoch in the high bits, a sequence in the low 16), stored as bigint; a day
@@ -19,8 +23,8 @@ CREATE TABLE mw_events (
     source text NOT NULL,
     provider text NOT NULL,
     kind text NOT NULL,
-    recipient text NOT NULL,
-    recipient_domain text NOT NULL,
+    recipient text COLLATE "C" NOT NULL,
+    recipient_domain text COLLATE "C" NOT NULL,
     body_id bigint,
     -- The event as the embedded store encodes it (`store::codec`): what the events of
     -- one request share (`header`: body, source, provider, exact time of receipt) and
@@ -74,8 +78,8 @@ CREATE INDEX mw_pending_recipient ON mw_pending (recipient_hash, event_id);
 -- embedded store keeps it (its last 50 changes included); the columns beside it are what
 -- queries filter and sort on, and what the bulk check reads (without decoding JSON).
 CREATE TABLE mw_suppressions (
-    address text PRIMARY KEY,
-    domain text NOT NULL,
+    address text COLLATE "C" PRIMARY KEY,
+    domain text COLLATE "C" NOT NULL,
     reason text NOT NULL,
     rule text NOT NULL,
     active boolean NOT NULL,
